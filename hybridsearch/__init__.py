@@ -1,0 +1,30 @@
+"""hybridsearch: hybrid dense + sparse + multi-vector retrieval on BAAI bge-m3.
+
+Data flows through one type per stage: texts -> :class:`Encoded` (encoder output) -> indexes -> hits ->
+fused results -> runs -> metrics. ``import hybridsearch`` never imports torch or FlagEmbedding.
+"""
+
+from __future__ import annotations
+
+from ._version import __version__
+from .datasets import Dataset, Document, load_dataset
+from .encoders import CompositeEncoder, Encoder, get_encoder
+from .errors import HybridSearchError, InputError
+from .metrics import evaluate
+from .types import Encoded, EncoderInfo, MultiVectors
+
+__all__ = [
+    "CompositeEncoder",
+    "Dataset",
+    "Document",
+    "Encoded",
+    "Encoder",
+    "EncoderInfo",
+    "HybridSearchError",
+    "InputError",
+    "MultiVectors",
+    "__version__",
+    "evaluate",
+    "get_encoder",
+    "load_dataset",
+]
