@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Tests run offline: the evaluation data sits beside the checkout, and no hub access is attempted.
+if not os.environ.get("HYBRIDSEARCH_DATA") and (ROOT.parent / "shared" / "data").is_dir():
+    os.environ["HYBRIDSEARCH_DATA"] = str(ROOT.parent / "shared" / "data")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = os.environ.get("HYBRIDSEARCH_DATA")
+    if not root or not Path(root).is_dir():
+        raise RuntimeError("evaluation data not found: set HYBRIDSEARCH_DATA to the shared data folder")
+    return Path(root)
