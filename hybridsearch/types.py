@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -482,7 +483,7 @@ class Encoded:
                 )
         except FileNotFoundError:
             raise InputError(f"no encoded bundle at {path}") from None
-        except (KeyError, ValueError, OSError) as exc:
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
             if isinstance(exc, InputError):
                 raise
             raise InputError(f"{path} is not a readable hybridsearch bundle: {exc}") from exc

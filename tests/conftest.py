@@ -20,3 +20,11 @@ def data_root() -> Path:
     if not root or not Path(root).is_dir():
         raise RuntimeError("evaluation data not found: set HYBRIDSEARCH_DATA to the shared data folder")
     return Path(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_bge_m3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random model with bge-m3's file layout (see tests/tiny_bge_m3.py), built once per session."""
+    from tiny_bge_m3 import build_tiny_bge_m3
+
+    return build_tiny_bge_m3(tmp_path_factory.mktemp("tiny-bge-m3"))
