@@ -10,8 +10,18 @@ from ._version import __version__
 from .datasets import Dataset, Document, load_dataset
 from .encoders import CompositeEncoder, Encoder, get_encoder
 from .errors import HybridSearchError, InputError
+from .hits import Hit, Hits
 from .metrics import evaluate
 from .types import Encoded, EncoderInfo, MultiVectors
+
+
+def __getattr__(name: str):  # HybridIndex pulls in FAISS; import it on first use
+    if name == "HybridIndex":
+        from .index import HybridIndex
+
+        return HybridIndex
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CompositeEncoder",
@@ -20,6 +30,9 @@ __all__ = [
     "Encoded",
     "Encoder",
     "EncoderInfo",
+    "Hit",
+    "Hits",
+    "HybridIndex",
     "HybridSearchError",
     "InputError",
     "MultiVectors",
