@@ -202,8 +202,9 @@ def test_order_preserved_across_batches_and_chunks(tiny_bge_m3_dir, ref, monkeyp
     assert "bge-m3 corpus" in capsys.readouterr().err
     assert_matches_reference(out, texts, ref, max_length=512)
     rev = e.encode_corpus(texts[::-1], outputs=ALL)
-    np.testing.assert_allclose(rev.dense[::-1], out.dense, atol=1e-6)
-    np.testing.assert_allclose(rev.sparse.toarray()[::-1], out.sparse.toarray(), atol=1e-6)
+    # Different batch companions mean different padding, so values agree to float32 rounding, not bit for bit.
+    np.testing.assert_allclose(rev.dense[::-1], out.dense, atol=1e-5)
+    np.testing.assert_allclose(rev.sparse.toarray()[::-1], out.sparse.toarray(), atol=1e-5)
     assert rev.multivector.lengths[::-1].tolist() == out.multivector.lengths.tolist()
 
 
