@@ -58,6 +58,11 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metadata(doc: Any) -> dict[str, Any]:
+    """What the index stores as a document's metadata: its title (when it has one) and its metadata object."""
+    return {**({"title": doc.title} if doc.title else {}), **doc.metadata}
+
+
 def _cmd_index(args: argparse.Namespace) -> int:
     from .datasets import load_dataset
     from .encoders import get_encoder
@@ -79,11 +84,11 @@ def _cmd_index(args: argparse.Namespace) -> int:
         if not ids_path.is_file():
             raise HybridSearchError(f"no ids file {ids_path}; pass --ids (one document id per line)")
         ids = ids_path.read_text(encoding="utf-8").splitlines()
-        texts = None
+        texts = metadata = None
         if args.texts:
-            docs = read_documents(args.texts)
-            by_id = {d.doc_id: d.contents for d in docs}
-            texts = [by_id.get(i, "") for i in ids]
+            by_id = {d.doc_id: d for d in read_documents(args.texts)}
+            texts = [by_id[i].contents if i in by_id else "" for i in ids]
+            metadata = [_metadata(by_id[i]) if i in by_id else {} for i in ids]
         if args.encoder:
             encoder = get_encoder(args.encoder, **options)
             fit_or_load(encoder, [], state=args.state, fit=False)
@@ -92,6 +97,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             raise HybridSearchError("--encoder is required with --dataset or --input")
         docs = load_dataset(args.dataset).corpus if args.dataset else read_documents(args.input)
         ids, texts = [d.doc_id for d in docs], [d.contents for d in docs]
+        metadata = [_metadata(d) for d in docs]
         encoder = get_encoder(args.encoder, **options)
         fit_or_load(encoder, texts, state=args.state)
         outputs = args.outputs.split(",") if args.outputs else None
@@ -101,7 +107,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     index = HybridIndex(dense_factory=args.dense_factory, multivector_compression=args.multivector_compression,
                         multivector_pool_factor=args.multivector_pool_factor)
     t0 = time.perf_counter()
-    index.add(ids, encoded, texts=texts)
+    index.add(ids, encoded, texts=texts, metadata=metadata)
     out = index.save(args.out)
     if encoder is not None:
         save_encoder(out, args.encoder, options, encoder)

@@ -13,7 +13,8 @@ import csv
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from .errors import ConfigError, InputError
@@ -37,6 +38,7 @@ class Document:
     doc_id: str
     text: str
     title: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def contents(self) -> str:
@@ -86,7 +88,8 @@ def read_corpus(path: str | os.PathLike[str]) -> list[Document]:
         doc_id = row.get("_id", row.get("docid", row.get("id")))
         if doc_id is None or "text" not in row:
             raise InputError(f"{path}: every line needs an id (_id or docid) and text")
-        docs.append(Document(str(doc_id), row["text"] or "", row.get("title") or ""))
+        meta = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
+        docs.append(Document(str(doc_id), row["text"] or "", row.get("title") or "", meta))
     return docs
 
 

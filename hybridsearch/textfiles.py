@@ -1,7 +1,7 @@
 """Read texts to encode or index from jsonl or tsv files, as the command line takes them.
 
-- ``.jsonl``: one object per line with ``text`` (and optionally ``title``) and an id under ``_id``,
-  ``docid`` or ``id``; titles are joined to the text with a space, as :class:`Document` does.
+- ``.jsonl``: one object per line with ``text`` (and optionally ``title`` and a ``metadata`` object) and an
+  id under ``_id``, ``docid`` or ``id``; titles are joined to the text with a space, as :class:`Document` does.
 - ``.tsv``: ``id<TAB>text`` per line, or just ``text`` (ids are then line numbers, from 0).
 """
 
@@ -35,7 +35,8 @@ def read_documents(path: str | os.PathLike[str]) -> list[Document]:
                 if not isinstance(row, dict) or not isinstance(row.get("text"), str):
                     raise InputError(f"{path}:{n} needs a string field 'text'")
                 doc_id = row.get("_id", row.get("docid", row.get("id", len(docs))))
-                docs.append(Document(str(doc_id), row["text"], row.get("title") or ""))
+                meta = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
+                docs.append(Document(str(doc_id), row["text"], row.get("title") or "", meta))
         elif path.suffix in (".tsv", ".txt"):
             for n, line in enumerate(f):
                 line = line.rstrip("\n")

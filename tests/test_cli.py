@@ -58,7 +58,12 @@ def test_index_and_search_from_input(tmp_path, corpus, capsys) -> None:
     assert main(["search", str(index_dir), "do dogs bark", "-k", "2", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert hits[0]["doc_id"] == "d2" and hits[0]["ranks"] == {"sparse": 1}
-    assert "bark" in hits[0]["text"]
+    assert "bark" in hits[0]["text"] and hits[0]["metadata"] == {"title": "Dogs"}
+    capsys.readouterr()
+    assert main(["search", str(index_dir), "do dogs bark", "--json", "--filter", '{"title": {"$in": ["Cats", "Fish"]}}']) == 0
+    assert [h["doc_id"] for h in json.loads(capsys.readouterr().out)] == []
+    assert main(["search", str(index_dir), "dogs", "--filter", '{"year": 2020}']) == 2
+    assert "year" in capsys.readouterr().err
 
 
 def test_index_from_bundle(tmp_path, corpus, capsys) -> None:
