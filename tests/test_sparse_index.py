@@ -164,6 +164,10 @@ def test_reference_workload_matches_brute_force():
     q = synth.make_queries(60)
     index = SparseIndex(synth.VOCAB, block_size=2, dense_min_docs=0)
     index.add(docs, np.arange(docs.shape[0]))
+    sparse_only = SparseIndex(synth.VOCAB, dense_min_docs=10**9)
+    sparse_only.add(docs, np.arange(docs.shape[0]))
+    # dense terms are added only within the budget (max_bytes_per_nnz) or where they save bytes
+    assert index.nbytes <= max(7.5 * index.nnz, sparse_only.nbytes)
     rows, scores = index.search(q, 10)
     assert_topk(rows, scores, brute_scores(q, docs), np.arange(docs.shape[0]), 10)
     csc = docs.tocsc()
@@ -419,6 +423,7 @@ def test_bad_input_raises_typed_errors():
         index.score(q, np.ones((2, 3), np.int64))
     assert len(index) == 3  # nothing was changed
     for kwargs in (
+        {"max_bytes_per_nnz": 0},
         {"block_size": 3},
         {"block_size": 512},
         {"dense_fraction": 0},
@@ -437,5 +442,8 @@ def test_sizes_are_reported():
     index = SparseIndex(vocab, dense_min_docs=0)
     index.add(docs, np.arange(5000))
     assert index.nnz == docs.nnz and len(index) == 5000
-    assert 0 < index.nbytes < 8 * docs.nnz + 64 * vocab
+    assert 0 < index.nbytes <= 7.5 * docs.nnz
+    tight = SparseIndex(vocab, dense_min_docs=0, max_bytes_per_nnz=6.2)  # fewer dense terms fit
+    tight.add(docs, np.arange(5000))
+    assert tight.nbytes <= 6.2 * docs.nnz and tight._segments[0].f_terms.size < index._segments[0].f_terms.size
     assert "SparseIndex(rows=5000" in repr(index)

@@ -6,7 +6,8 @@ import fails. Every kernel takes one segment as the tuple built by ``_Segment.ke
     (r_terms, r_ptr, r_lo, r_w, r_pptr, r_psb, r_poff,
      f_terms, f_ptr, f_loc, f_w, f_chunk, f_bmax, f_scale, row_ids)
 
-and works on local document ids ``0..n_docs-1``; ``row_base``/``row_ids`` turn them into row ids.
+and works on local document ids ``0..n_docs-1``; ``row_base``/``row_ids`` turn them into row ids. Segments
+of at most 65,536 documents store no ``(superblock, offset)`` pairs (``r_pptr``, ``r_psb``, ``r_poff`` empty).
 
 Search, per query and segment (exact when ``alpha == 1``), one 65,536-document partition at a time so that
 the work arrays stay in the L2 cache:
@@ -67,6 +68,9 @@ def _f_weight(fi, d, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift):
 @njit(cache=True, nogil=True)
 def _r_weight(ri, d, r_ptr, r_lo, r_w, r_pptr, r_psb, r_poff):
     """Weight of sparse term ``ri`` in local document ``d`` (0 when absent)."""
+    if r_pptr.shape[0] == 0:  # one superblock: no pairs stored
+        q = _find_sorted(r_lo, r_ptr[ri], r_ptr[ri + 1], d)
+        return r_w[q] if q >= 0 else np.float32(0.0)
     p0 = r_pptr[ri]
     p1 = r_pptr[ri + 1]
     p = _find_sorted(r_psb, p0, p1, d >> _SB_SHIFT)
@@ -359,6 +363,7 @@ def search_segment(
     counts = np.zeros(1, np.int64)
     nr_terms = r_terms.shape[0]
     nf_terms = f_terms.shape[0]
+    has_pairs = r_pptr.shape[0] > 0
 
     for qi in range(nq):
         hs = heap_s[qi]
@@ -373,7 +378,7 @@ def search_segment(
             if p >= 0:
                 r_idx[nr] = p
                 r_q[nr] = w
-                r_cur[nr] = r_pptr[p]
+                r_cur[nr] = r_pptr[p] if has_pairs else 0
                 nr += 1
                 continue
             p = _find_sorted(f_terms, 0, nf_terms, t)
@@ -419,12 +424,16 @@ def search_segment(
             for j in range(nr):
                 p = r_cur[j]
                 ri = r_idx[j]
-                if p >= r_pptr[ri + 1] or r_psb[p] != sb:
-                    continue
-                r_cur[j] = p + 1
                 base = r_ptr[ri]
-                s0 = base + r_poff[p]
-                e0 = base + r_poff[p + 1] if p + 1 < r_pptr[ri + 1] else r_ptr[ri + 1]
+                if has_pairs:
+                    if p >= r_pptr[ri + 1] or r_psb[p] != sb:
+                        continue
+                    r_cur[j] = p + 1
+                    s0 = base + r_poff[p]
+                    e0 = base + r_poff[p + 1] if p + 1 < r_pptr[ri + 1] else r_ptr[ri + 1]
+                else:  # a single partition: the whole list
+                    s0 = base
+                    e0 = r_ptr[ri + 1]
                 qw = np.float64(r_q[j])
                 for i in range(s0, e0):
                     x = np.int64(r_lo[i])

@@ -10,14 +10,15 @@ Layout
     of small adds keeps O(log n) segments. Inside a segment documents have local ids ``0..n-1`` and every
     term's postings are sorted by local id. Terms are split by document frequency:
 
-    - *sparse terms* (``df < dense_fraction * n``): ``uint16`` low bits of the local id and a ``float32``
-      weight, plus one ``(superblock, offset)`` pair (6 bytes) per 65,536-document range the list touches;
-    - *dense terms* (frequent tokens): ``uint8`` low bits and a ``float32`` weight, a ``uint32`` offset per
-      256-document chunk, and a ``uint8`` quantised maximum per ``block_size`` documents (``n / block_size``
-      bytes a term: at most ``16 / block_size`` bytes a posting, since a dense term is in at least 1/16 of the
-      documents).
+    - *sparse terms*: ``uint16`` low bits of the local id and a ``float32`` weight, plus one
+      ``(superblock, offset)`` pair (6 bytes) per 65,536-document range the list touches;
+    - *dense terms* (frequent tokens, in at least ``dense_fraction`` of the documents): ``uint8`` low bits and
+      a ``float32`` weight, a ``uint32`` offset per 256-document chunk, and a ``uint8`` quantised maximum per
+      ``block_size`` documents (``n / block_size`` bytes a term). Terms become dense most frequent first while
+      the segment's estimated size stays within ``max_bytes_per_nnz`` (7.5 bytes per non-zero by default).
 
-    On the reference workload (1M bge-m3-like documents, 76 non-zeros each) that is 6.9 bytes per non-zero.
+    On the reference workload (1M bge-m3-like documents, 76 non-zeros each) that is about 7.5 bytes per
+    non-zero; the search scratch adds a fixed 3.4 MiB per searching thread.
     Weights stay ``float32``, so scores are exact: a returned score is the float64 sum of the products
     ``query_weight * doc_weight``, rounded once to float32. It does not depend on summation order, so every
     path (numba, numpy, :meth:`~SparseIndex.score`) and every segment layout gives the same bits, and ties
@@ -102,7 +103,7 @@ class _Segment:
     r_ptr: np.ndarray  # int64 (nR+1,) posting ranges
     r_lo: np.ndarray  # uint16 (nnzR,) local id & 0xFFFF
     r_w: np.ndarray  # float32 (nnzR,)
-    r_pptr: np.ndarray  # int64 (nR+1,) ranges into the pair arrays
+    r_pptr: np.ndarray  # int64 (nR+1,) ranges into the pair arrays; pair arrays are empty when n_docs <= 65,536
     r_psb: np.ndarray  # uint16 (pairs,) local id >> 16
     r_poff: np.ndarray  # uint32 (pairs,) first posting of the pair, relative to r_ptr[term]
     f_terms: np.ndarray  # int32 (nF,) sorted term ids of dense terms
@@ -141,6 +142,8 @@ class _Segment:
     # ------------------------------------------------------------------ decoding (numpy)
     def sparse_postings(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         a, b = int(self.r_ptr[i]), int(self.r_ptr[i + 1])
+        if self.r_pptr.size == 0:  # one superblock: no pairs stored
+            return np.asarray(self.r_lo[a:b], dtype=np.int64), np.asarray(self.r_w[a:b])
         p0, p1 = int(self.r_pptr[i]), int(self.r_pptr[i + 1])
         starts = np.append(np.asarray(self.r_poff[p0:p1], dtype=np.int64), b - a)
         hi = np.repeat(np.asarray(self.r_psb[p0:p1], dtype=np.int64) << _SB_SHIFT, np.diff(starts))
@@ -181,16 +184,58 @@ class _Segment:
         return m.tocsr()
 
 
+def _choose_dense(
+    df: np.ndarray, n: int, *, block_shift: int, dense_fraction: float, dense_min_docs: int, max_bytes: float
+) -> np.ndarray:
+    """Which terms to store as dense terms: those in at least ``dense_fraction`` of the documents, most frequent
+    first, as long as the segment's estimated size stays within ``max_bytes`` per non-zero.
+
+    A sparse posting costs 6 bytes (plus 6 per 65,536-document range its list touches); a dense one 5, plus
+    ``n / block_size`` bytes of block maxima and ``n / 64`` bytes of chunk offsets per term.
+    """
+    is_dense = np.zeros(df.size, dtype=bool)
+    if n < dense_min_docs or n == 0:
+        return is_dense
+    cand = np.flatnonzero(df >= max(1, math.ceil(dense_fraction * n)))
+    cand = cand[np.argsort(-df[cand], kind="stable")]
+    n_sb = (n + (1 << _SB_SHIFT) - 1) >> _SB_SHIFT
+    present = df > 0
+    pairs = 6 * np.minimum(df, n_sb) + 8 * present if n_sb > 1 else 0
+    sparse_cost = 6 * df + pairs + 12 * present  # postings, (superblock, offset) pairs, per-term arrays
+    dense_cost = 5 * df + ((n + (1 << block_shift) - 1) >> block_shift) + 4 * ((n + 255) // 256 + 1) + 20
+    total = float(sparse_cost.sum()) + 8 * n  # row ids when they are not contiguous
+    budget = max_bytes * float(df.sum())
+    for t in cand.tolist():
+        delta = float(dense_cost[t] - sparse_cost[t])
+        if delta > 0 and total + delta > budget:
+            break
+        total += delta
+        is_dense[t] = True
+    return is_dense
+
+
 def _build_segment(
-    m: sp.csr_matrix, rows: np.ndarray, *, block_shift: int, dense_fraction: float, dense_min_docs: int
+    m: sp.csr_matrix,
+    rows: np.ndarray,
+    *,
+    block_shift: int,
+    dense_fraction: float,
+    dense_min_docs: int,
+    max_bytes_per_nnz: float = 7.5,
 ) -> _Segment:
     """Build a segment from a canonical CSR (sorted, unique, positive float32 weights), vectorised."""
     n, vocab = m.shape
     csc = m.tocsc()
     csc.sort_indices()
     df = np.diff(csc.indptr).astype(np.int64)
-    dense_df = max(1, math.ceil(dense_fraction * n))
-    is_dense = (df >= dense_df) if n >= dense_min_docs else np.zeros(vocab, dtype=bool)
+    is_dense = _choose_dense(
+        df,
+        n,
+        block_shift=block_shift,
+        dense_fraction=dense_fraction,
+        dense_min_docs=dense_min_docs,
+        max_bytes=max_bytes_per_nnz,
+    )
     dense_post = np.repeat(is_dense, df)
     docs = csc.indices.astype(np.int64, copy=False)
     weights = csc.data.astype(np.float32, copy=False)
@@ -219,6 +264,8 @@ def _build_segment(
     r_poff = (pair_pos - r_ptr[pair_term]).astype(np.uint32)
     r_pptr = np.zeros(r_terms.size + 1, np.int64)
     np.cumsum(np.bincount(pair_term, minlength=r_terms.size), out=r_pptr[1:])
+    if n <= 1 << _SB_SHIFT:  # one superblock: the pairs say nothing
+        r_pptr, r_psb, r_poff = np.zeros(0, np.int64), np.zeros(0, np.uint16), np.zeros(0, np.uint32)
     del pair_pos, pair_term
 
     # dense terms
@@ -333,8 +380,10 @@ class SparseIndex:
     - ``block_size`` (2): documents per block of the dense-term upper bounds, a power of two up to 256.
       Smaller blocks give tighter bounds (fewer candidates to evaluate) but cost ``1 / block_size`` byte per
       document and dense term, and as much bound arithmetic per query.
-    - ``dense_fraction`` (1/16): a term whose list covers at least this share of a segment's documents is
-      stored as a dense term (bounded by blocks, never traversed at search time).
+    - ``dense_fraction`` (1/32): a term whose list covers at least this share of a segment's documents is
+      stored as a dense term (bounded by blocks, never traversed at search time), most frequent first, ...
+    - ``max_bytes_per_nnz`` (7.5): ... while the segment's estimated size stays within this many bytes per
+      non-zero (dense terms cost ``n / block_size`` bytes of bounds each).
     - ``dense_min_docs`` (4096): segments smaller than this keep all terms sparse.
     - ``merge_factor`` (8): this many segments of one size class are merged into one.
     - ``backend`` (``"auto"``): ``"numba"``, ``"numpy"`` (exact term-at-a-time, no numba needed) or ``"auto"``
@@ -354,8 +403,9 @@ class SparseIndex:
         vocab_size: int,
         *,
         block_size: int = 2,
-        dense_fraction: float = 1 / 16,
+        dense_fraction: float = 1 / 32,
         dense_min_docs: int = 4096,
+        max_bytes_per_nnz: float = 7.5,
         merge_factor: int = 8,
         backend: Backend = "auto",
     ) -> None:
@@ -370,6 +420,8 @@ class SparseIndex:
             raise ConfigError(f"block_size must be a power of two between 1 and 256, got {block_size!r}")
         if not 0 < dense_fraction <= 1:
             raise ConfigError(f"dense_fraction must be in (0, 1], got {dense_fraction!r}")
+        if not max_bytes_per_nnz > 0:
+            raise ConfigError(f"max_bytes_per_nnz must be > 0, got {max_bytes_per_nnz!r}")
         if dense_min_docs < 0:
             raise ConfigError(f"dense_min_docs must be >= 0, got {dense_min_docs!r}")
         if merge_factor < 2:
@@ -384,6 +436,7 @@ class SparseIndex:
         self.block_size = int(block_size)
         self.dense_fraction = float(dense_fraction)
         self.dense_min_docs = int(dense_min_docs)
+        self.max_bytes_per_nnz = float(max_bytes_per_nnz)
         self.merge_factor = int(merge_factor)
         self.backend: Backend = backend
         self._segments: list[_Segment] = []
@@ -396,6 +449,7 @@ class SparseIndex:
             "block_size": self.block_size,
             "dense_fraction": self.dense_fraction,
             "dense_min_docs": self.dense_min_docs,
+            "max_bytes_per_nnz": self.max_bytes_per_nnz,
             "merge_factor": self.merge_factor,
         }
 
@@ -413,7 +467,7 @@ class SparseIndex:
 
     @property
     def scratch_nbytes(self) -> int:
-        """Bytes of the calling thread's search work arrays (fixed: 2.8 MiB)."""
+        """Bytes of the calling thread's search work arrays (fixed: about 3.4 MiB)."""
         return self._scratch.nbytes
 
     @property
@@ -467,6 +521,7 @@ class SparseIndex:
             block_shift=int(self.block_size).bit_length() - 1,
             dense_fraction=self.dense_fraction,
             dense_min_docs=self.dense_min_docs,
+            max_bytes_per_nnz=self.max_bytes_per_nnz,
         )
 
     def _size_class(self, seg: _Segment) -> int:
@@ -757,9 +812,9 @@ def _validate_segment(seg: _Segment, where: Path) -> None:
     n_blocks = (seg.n_docs + (1 << seg.block_shift) - 1) >> seg.block_shift
     ok = (
         seg.r_ptr.shape == (nr + 1,)
-        and seg.r_pptr.shape == (nr + 1,)
+        and (seg.r_pptr.shape == (nr + 1,) or (seg.r_pptr.size == 0 and seg.n_docs <= 1 << _SB_SHIFT))
         and int(seg.r_ptr[-1]) == seg.r_lo.size == seg.r_w.size
-        and int(seg.r_pptr[-1]) == seg.r_psb.size == seg.r_poff.size
+        and (int(seg.r_pptr[-1]) if seg.r_pptr.size else 0) == seg.r_psb.size == seg.r_poff.size
         and seg.f_ptr.shape == (nf + 1,)
         and int(seg.f_ptr[-1]) == seg.f_loc.size == seg.f_w.size
         and seg.f_chunk.shape == (nf, n_chunks + 1)
