@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .._hashing import digest_file
 from .._optional import require
 from .._progress import progress
 from ..errors import ConfigError, ModelLoadError
@@ -62,7 +63,6 @@ _HUB_PATTERNS = [
     *HEAD_FILES,
 ]
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+|[A-Za-z0-9][\w.-]*")
-_CHUNK = 1 << 20  # bytes hashed at each end of a large file
 _TEXTS_PER_CHUNK_BATCHES = 64  # texts are tokenised and length-sorted in chunks of this many batches
 
 
@@ -127,20 +127,6 @@ def check_model_dir(path: Path) -> None:
         raise ModelLoadError(f"{path} is not a complete bge-m3 model directory: missing {', '.join(missing)}.{heads}")
 
 
-def _file_digest(h: Any, path: Path) -> None:
-    """Feed a file into ``h``: whole when small, else its size plus its first and last MiB (a 2 GB file
-    would take seconds to hash on every load, and a changed checkpoint changes its ends or its size)."""
-    size = path.stat().st_size
-    h.update(f"{path.name}:{size}:".encode())
-    with open(path, "rb") as f:
-        if size <= 4 * _CHUNK:
-            h.update(f.read())
-        else:
-            h.update(f.read(_CHUNK))
-            f.seek(size - _CHUNK)
-            h.update(f.read(_CHUNK))
-
-
 def model_fingerprint(path: Path) -> str:
     """A short hash of the config, weights, tokenizer and head files of a model directory."""
     h = hashlib.sha256()
@@ -148,7 +134,7 @@ def model_fingerprint(path: Path) -> str:
     files = [path / n for n in names if (path / n).is_file()]
     files += sorted(path.glob("model-*.safetensors")) + sorted(path.glob("pytorch_model-*.bin"))
     for f in files:
-        _file_digest(h, f)
+        digest_file(h, f)
     return h.hexdigest()[:16]
 
 

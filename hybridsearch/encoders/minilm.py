@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .._hashing import digest_file
 from .._optional import require
 from .._progress import progress
 from ..errors import ConfigError, ModelLoadError
@@ -25,7 +26,6 @@ __all__ = ["MiniLMEncoder"]
 logger = logging.getLogger(__name__)
 
 PACKAGED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-_CHUNK = 1 << 20
 
 
 def packaged_model_dir() -> Path:
@@ -42,15 +42,7 @@ def _fingerprint(path: Path) -> str:
     """Hash of every file of the model directory: small files whole, large ones by size and both ends."""
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file() and p.name not in {"README.md", ".gitattributes"}):
-        size = f.stat().st_size
-        h.update(f"{f.relative_to(path).as_posix()}:{size}:".encode())
-        with open(f, "rb") as fh:
-            if size <= 4 * _CHUNK:
-                h.update(fh.read())
-            else:
-                h.update(fh.read(_CHUNK))
-                fh.seek(size - _CHUNK)
-                h.update(fh.read(_CHUNK))
+        digest_file(h, f, f.relative_to(path).as_posix())
     return h.hexdigest()[:16]
 
 
