@@ -60,7 +60,7 @@ from hybridsearch.index.sparse import SparseIndex  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 README_START, README_END = "<!-- sparse:start -->", "<!-- sparse:end -->"
 K = 10
-APPROX = (0.99, 0.97, 0.95, 0.9)
+APPROX = (0.99, 0.985, 0.98, 0.97, 0.95, 0.9)
 WARMUP = 30
 
 

@@ -447,3 +447,20 @@ def test_sizes_are_reported():
     tight.add(docs, np.arange(5000))
     assert tight.nbytes <= 6.2 * docs.nnz and tight._segments[0].f_terms.size < index._segments[0].f_terms.size
     assert "SparseIndex(rows=5000" in repr(index)
+
+
+def test_segment_decoding_matches_per_term_reference() -> None:
+    """Merging decodes segments back to CSR with array operations; it must equal term-by-term decoding."""
+    rng = np.random.default_rng(7)
+    n, vocab = 150_000, 3_000  # several 65,536-document superblocks, frequent and rare terms
+    nnz_per_doc = 6
+    cols = np.concatenate([rng.integers(0, 20, size=n * 2), rng.integers(20, vocab, size=n * (nnz_per_doc - 2))])
+    rows_ = np.concatenate([np.repeat(np.arange(n), 2), np.repeat(np.arange(n), nnz_per_doc - 2)])
+    m = sp.csr_matrix((rng.uniform(0.01, 1.0, size=cols.size).astype(np.float32), (rows_, cols)), shape=(n, vocab))
+    m.sum_duplicates()
+    index = SparseIndex(vocab)
+    index.add(m, np.arange(n, dtype=np.int64))
+    for seg in index._segments:
+        fast, slow = seg.to_csr(vocab), seg._to_csr_per_term(vocab)
+        assert fast.shape == slow.shape and (fast != slow).nnz == 0
+    assert (index._segments[0].to_csr(vocab) != m).nnz == 0

@@ -166,7 +166,37 @@ class _Segment:
         return None
 
     def to_csr(self, vocab_size: int) -> sp.csr_matrix:
-        """The segment's documents as a CSR matrix (local ids as rows)."""
+        """The segment's documents as a CSR matrix (local ids as rows), decoded with array operations only."""
+        terms, docs, weights = [], [], []
+        if self.r_terms.size:
+            lens = np.diff(np.asarray(self.r_ptr, dtype=np.int64))
+            lo = np.asarray(self.r_lo, dtype=np.int64)
+            if self.r_pptr.size:  # postings carry their 65,536-document superblock in (superblock, offset) pairs
+                pair_term = np.repeat(np.arange(self.r_terms.size), np.diff(np.asarray(self.r_pptr, dtype=np.int64)))
+                pair_start = np.asarray(self.r_ptr, dtype=np.int64)[pair_term] + np.asarray(self.r_poff, dtype=np.int64)
+                pair_of = np.searchsorted(pair_start, np.arange(lo.size), side="right") - 1
+                lo = (np.asarray(self.r_psb, dtype=np.int64)[pair_of] << _SB_SHIFT) | lo
+            docs.append(lo)
+            weights.append(np.asarray(self.r_w))
+            terms.append(np.repeat(np.asarray(self.r_terms, dtype=np.int32), lens))
+        if self.f_terms.size:
+            chunk = np.asarray(self.f_chunk, dtype=np.int64)
+            counts = np.diff(chunk, axis=1)
+            hi = np.repeat(np.tile(np.arange(counts.shape[1], dtype=np.int64) << _CHUNK_SHIFT, counts.shape[0]), counts.ravel())
+            docs.append(hi | np.asarray(self.f_loc, dtype=np.int64))
+            weights.append(np.asarray(self.f_w))
+            terms.append(np.repeat(np.asarray(self.f_terms, dtype=np.int32), np.diff(np.asarray(self.f_ptr, dtype=np.int64))))
+        if not docs:
+            return sp.csr_matrix((self.n_docs, vocab_size), dtype=np.float32)
+        m = sp.csc_matrix(
+            (np.concatenate(weights), (np.concatenate(docs), np.concatenate(terms))),
+            shape=(self.n_docs, vocab_size),
+            dtype=np.float32,
+        )
+        return m.tocsr()
+
+    def _to_csr_per_term(self, vocab_size: int) -> sp.csr_matrix:
+        """Reference decoding, one term at a time (used by the tests to check :meth:`to_csr`)."""
         terms, docs, weights = [], [], []
         for ids, kind in ((self.r_terms, "r"), (self.f_terms, "f")):
             for i in range(ids.size):
@@ -176,12 +206,11 @@ class _Segment:
                 terms.append(np.full(d.size, ids[i], dtype=np.int32))
         if not docs:
             return sp.csr_matrix((self.n_docs, vocab_size), dtype=np.float32)
-        m = sp.csc_matrix(
+        return sp.csc_matrix(
             (np.concatenate(weights), (np.concatenate(docs), np.concatenate(terms))),
             shape=(self.n_docs, vocab_size),
             dtype=np.float32,
-        )
-        return m.tocsr()
+        ).tocsr()
 
 
 def _choose_dense(
