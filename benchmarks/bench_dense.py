@@ -37,6 +37,8 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+from _readme import replace_section  # noqa: E402  # benchmarks/_readme.py
 from typing import Any  # noqa: E402
 
 import faiss  # noqa: E402
@@ -169,15 +171,7 @@ def readme_section(res: dict[str, Any]) -> str:
 
 
 def write_readme(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if README_START in text and README_END in text:
-        a, b = text.index(README_START), text.index(README_END) + len(README_END)
-        text = text[:a] + section + text[b:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = path.with_name(f".{path.name}.dense.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    replace_section(path, README_START, README_END, section)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

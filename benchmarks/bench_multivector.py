@@ -28,6 +28,8 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+
+from _readme import replace_section  # benchmarks/_readme.py
 from typing import Any
 
 import numpy as np
@@ -415,15 +417,7 @@ def _readme_section(res: dict[str, Any]) -> str:
 
 
 def _write_readme(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if README_START in text and README_END in text:
-        a, b = text.index(README_START), text.index(README_END) + len(README_END)
-        text = text[:a] + section + text[b:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    replace_section(path, README_START, README_END, section)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
