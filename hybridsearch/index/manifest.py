@@ -46,6 +46,7 @@ __all__ = [
     "clean_leftovers",
     "link_or_copy",
     "read_manifest",
+    "read_part_header",
     "sync_and_checksum",
     "verify_files",
     "write_manifest",
@@ -220,6 +221,27 @@ def link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copyfile(src, dst)
+
+
+def read_part_header(path: Path, *, fmt: str, version: int, what: str) -> dict[str, Any]:
+    """Read an index part's JSON header, checking its format name and that its version is not from the future.
+
+    Missing or unreadable -> IndexCorruptedError; another format -> IndexFormatError; newer -> IndexVersionError.
+    """
+    try:
+        header = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexCorruptedError(f"{path} is missing; is {path.parent} a saved {what}?") from None
+    except (OSError, ValueError) as exc:
+        raise IndexCorruptedError(f"{path} is unreadable: {exc}") from None
+    if not isinstance(header, dict) or header.get("format") != fmt:
+        raise IndexFormatError(f"{path} does not describe a hybridsearch {what}")
+    if int(header.get("version", 0)) > version:
+        raise IndexVersionError(
+            f"{path.parent} holds {what} format {header['version']}, newer than this library reads ({version}); "
+            "upgrade hybridsearch"
+        )
+    return header
 
 
 def clean_leftovers(index_dir: Path, keep: str | None) -> list[str]:

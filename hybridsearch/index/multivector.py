@@ -40,12 +40,11 @@ from ..errors import (
     DimensionMismatchError,
     DuplicateIdError,
     IndexCorruptedError,
-    IndexFormatError,
-    IndexVersionError,
     InputError,
     UnknownIdError,
 )
 from ..types import MultiVectors
+from .manifest import read_part_header
 
 __all__ = [
     "COMPRESSIONS",
@@ -523,19 +522,7 @@ class MultiVectorStore:
     def load(cls, directory: str | os.PathLike[str], *, mmap: bool = True) -> MultiVectorStore:
         """Open a store written by :meth:`save`; with ``mmap=True`` the token codes stay on disk."""
         d = Path(directory)
-        try:
-            params = json.loads((d / PARAMS_FILE).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise IndexCorruptedError(f"{d / PARAMS_FILE} is missing; is {d} a saved multi-vector store?") from None
-        except (OSError, ValueError) as exc:
-            raise IndexCorruptedError(f"{d / PARAMS_FILE} is unreadable: {exc}") from None
-        if not isinstance(params, dict) or params.get("format") != FORMAT:
-            raise IndexFormatError(f"{d} does not hold a hybridsearch multi-vector store")
-        if int(params.get("version", 0)) > FORMAT_VERSION:
-            raise IndexVersionError(
-                f"{d} was written by a newer hybridsearch (multi-vector format "
-                f"{params['version']} > {FORMAT_VERSION}); upgrade to read it"
-            )
+        params = read_part_header(d / PARAMS_FILE, fmt=FORMAT, version=FORMAT_VERSION, what="multi-vector store")
         try:
             store = cls(int(params["dim"]), compression=params["compression"], pool_factor=int(params["pool_factor"]))
             n, n_tokens = int(params["rows"]), int(params["tokens"])

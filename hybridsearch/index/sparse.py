@@ -58,10 +58,9 @@ from ..errors import (
     ConfigError,
     DimensionMismatchError,
     IndexCorruptedError,
-    IndexFormatError,
-    IndexVersionError,
     InputError,
 )
+from .manifest import read_part_header
 
 try:  # the optional ``fast`` extra
     from . import _sparse_kernels as _kernels
@@ -787,19 +786,7 @@ class SparseIndex:
     def load(cls, directory: Path, *, mmap: bool = True, backend: Backend = "auto") -> SparseIndex:
         """Read an index written by :meth:`save`; ``mmap`` maps the arrays read-only instead of reading them."""
         directory = Path(directory)
-        try:
-            meta = json.loads((directory / _META_FILE).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise IndexCorruptedError(f"{directory / _META_FILE} is missing; not a saved sparse index") from None
-        except (OSError, ValueError) as exc:
-            raise IndexCorruptedError(f"{directory / _META_FILE} is unreadable: {exc}") from exc
-        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-            raise IndexFormatError(f"{directory / _META_FILE} does not describe a hybridsearch sparse index")
-        if int(meta.get("version", 0)) > _FORMAT_VERSION:
-            raise IndexVersionError(
-                f"{directory} holds sparse index format {meta['version']}, newer than this library reads "
-                f"({_FORMAT_VERSION}); upgrade hybridsearch"
-            )
+        meta = read_part_header(directory / _META_FILE, fmt=_FORMAT, version=_FORMAT_VERSION, what="sparse index")
         try:
             index = cls(int(meta["vocab_size"]), backend=backend, **meta["tuning"])
             for i, sm in enumerate(meta["segments"]):
