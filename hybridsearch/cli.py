@@ -4,6 +4,7 @@
     hybridsearch index --dataset scifact --encoder dense=minilm,sparse=bm25 --out indexes/built/scifact
     hybridsearch search indexes/built/scifact "what causes cancer?" --mode hybrid
     hybridsearch demo
+    hybridsearch doctor
 """
 
 from __future__ import annotations
@@ -204,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--workdir", default="indexes/built", help="where encoded data and the index are cached")
     d.add_argument("--rebuild", action="store_true", help="ignore cached encodings and index")
     d.set_defaults(func=_cmd_demo)
+
+    from . import doctor
+
+    doctor.add_parser(sub)
     return p
 
 
