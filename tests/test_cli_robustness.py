@@ -21,11 +21,14 @@ import signal
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from hybridsearch import Encoded
 from hybridsearch.cli import build_parser, main
+from hybridsearch.types import MultiVectors
 from hybridsearch.errors import InputError
 from hybridsearch.textfiles import read_documents
 
@@ -123,6 +126,11 @@ def _value_strategy(action: argparse.Action, paths: dict[str, str]) -> st.Search
         return st.sampled_from(_OPTIONS)
     if dest in ("k", "candidates") or action.type in (int, float):
         return st.sampled_from(_NUMBERS)
+    if dest == "dense_factory":
+        return st.sampled_from(["Flat", "HNSW0", "HNSW1", "HNSW2", "IVF1024,PQ64", "IVF2,Flat", "PQ3", "SQ8", "garbage,,",
+                                "IDMap,Flat", "HNSW32,SQfp16", "OPQ4,IVF2,PQ4", "RR8,Flat", "LSH", "NSG4", ""])
+    if dest == "multivector_compression":
+        return st.sampled_from(["fp32", "fp16", "int8", "binary", "int4", ""])
     if dest == "outputs":
         return st.sampled_from(["dense", "sparse", "sparse,dense", "colbert", "", ","])
     if dest == "fusion":
@@ -166,6 +174,8 @@ TEMPLATES: dict[str, list[list[str]]] = {
         ["index", "--input", "{input}", "--encoder", "bm25-word", "--out", "{index}", "-q"],
         ["index", "--bundle", "{bundle}", "--texts", "{input}", "--encoder", "bm25-word", "--state", "{state}",
          "--out", "{index}", "-q"],
+        ["index", "--bundle", "{dense}", "--texts", "{input}", "--out", "{index}", "--dense-factory", "HNSW8",
+         "--multivector-compression", "int8", "--multivector-pool-factor", "2", "-q"],
     ],
     "search": [["search", "{index}", "cats purr", "--filter", '{"year": 2001}', "-k", "3"]],
 }
@@ -218,7 +228,16 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         assert main(["index", "--input", str(corpus), "--encoder", "bm25-word", "--out", str(root / "idx"), "-q"]) == 0
         assert main(["encode", str(corpus), "--encoder", "bm25-word", "--out", str(root / "enc.npz"),
                      "--save-state", str(root / "state.npz"), "-q"]) == 0
-    return {"root": root, "corpus": corpus, "index": root / "idx", "bundle": root / "enc.npz", "state": root / "state.npz"}
+    # dense and multi-vector views (random unit vectors) for the FAISS and multi-vector code paths
+    rng = np.random.default_rng(0)
+    dense = rng.standard_normal((len(DOCS), 8)).astype(np.float32)
+    tokens = [rng.standard_normal((n, 8)).astype(np.float32) for n in (3, 1, 2)]
+    Encoded(dense=dense / np.linalg.norm(dense, axis=1, keepdims=True),
+            multivector=MultiVectors.from_list([t / np.linalg.norm(t, axis=1, keepdims=True) for t in tokens], dim=8),
+            ).save(root / "dense.npz")
+    (root / "dense.ids.txt").write_text("".join(d["_id"] + "\n" for d in DOCS), encoding="utf-8")
+    return {"root": root, "corpus": corpus, "index": root / "idx", "bundle": root / "enc.npz", "state": root / "state.npz",
+            "dense": root / "dense.npz"}
 
 
 @contextlib.contextmanager
@@ -276,16 +295,14 @@ def test_no_command_ends_in_a_traceback_or_changes_an_index_it_failed_on(name, p
             bad.write_bytes(file[1])
             paths = {
                 "index": str(index), "input": str(bad), "corpus": str(pristine["corpus"]), "bundle": str(pristine["bundle"]),
-                "state": str(pristine["state"]), "missing": str(work / "missing.jsonl"), "new": str(work / "new"),
+                "state": str(pristine["state"]), "dense": str(pristine["dense"]), "missing": str(work / "missing.jsonl"), "new": str(work / "new"),
                 "dir": scratch, "out": str(work / "out.npz"),
             }
             argv = data.draw(argv_strategy(name, paths), label="argv")
             code, out, err = _run(argv)
+            assert "TimeoutError" not in err, f"{argv} ran past {SECONDS_PER_RUN}s; mark it set_defaults(long_running=True)"
             _check_outcome(argv, code, out, err)
             event(f"exit {code}: " + " ".join(err.strip().split(": error: ")[-1].split()[:4]))
-            if os.environ.get("FUZZLOG"):
-                with open(os.environ["FUZZLOG"], "a") as f:
-                    f.write(f"{code}\t{err.strip().splitlines()[-1][:110] if err.strip() else ''}\n")
             if code != 0:
                 assert _snapshot(index) == before, f"{argv} failed but changed the index directory\n{err}"
 
@@ -309,6 +326,19 @@ def test_every_parser_rejects_bad_arguments_in_one_line(name, data, tmp_path_fac
         except SystemExit as exc:
             code = exc.code
     _check_outcome(argv, code, "", err.getvalue())
+
+
+@settings(max_examples=4 * EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(argv=st.lists(st.one_of(st.sampled_from(["--version", "--help", "-h", "--", "-", "--bogus", "-k", *SUBCOMMANDS]),
+                               st.text(st.characters(blacklist_characters="\x00"), max_size=10)), max_size=4))
+def test_top_level_arguments_are_parsed_or_rejected_in_one_line(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = build_parser().parse_args(argv) and 0
+        except SystemExit as exc:
+            code = exc.code
+    _check_outcome(argv, code, out.getvalue(), err.getvalue())
 
 
 @settings(max_examples=10 * EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
