@@ -74,6 +74,8 @@ def exit_status(exc: BaseException) -> int:
         return EXIT_BAD_INPUT
     if isinstance(exc, OSError) and exc.errno in _INPUT_ERRNOS:
         return EXIT_BAD_INPUT
+    if isinstance(exc, UnicodeDecodeError):  # a reader that does not name its file (textfiles' readers do)
+        return EXIT_BAD_INPUT
     return EXIT_FAILURE
 
 
@@ -83,6 +85,8 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename is not None else ""
         return _one_line(f"{exc.strerror}{where}")
+    if isinstance(exc, UnicodeDecodeError):
+        return f"an input file is not UTF-8 (byte 0x{exc.object[exc.start:exc.start + 1].hex()}: {exc.reason}); save it as UTF-8"
     if isinstance(exc, MemoryError):
         return "out of memory; process the input in smaller parts"
     return _one_line(
@@ -291,7 +295,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
         encoder = load_encoder(args.index)
     query = encoder.encode_queries([args.query])
     t0 = time.perf_counter()
-    hits = index.search(query, k=args.k, mode=args.mode, filter=flt, candidates=args.candidates, fusion=args.fusion)
+    k = min(args.k, max(len(index), 1)) if args.k > 0 else args.k  # no more hits than documents (k=10**12 is fine)
+    hits = index.search(query, k=k, mode=args.mode, filter=flt, candidates=args.candidates, fusion=args.fusion)
     dt = (time.perf_counter() - t0) * 1e3
     results = hits[0]
     if args.json:

@@ -169,6 +169,8 @@ def test_invalid_filter_json_is_one_line_with_position_and_example(tmp_path, cor
     assert "must be a JSON object" in _err_line(capsys)
     assert main(["search", str(out), "cat", "--filter", '{"year": NaN}']) == 2
     assert "NaN is not valid JSON" in _err_line(capsys)
+    assert main(["search", str(out), "cats", "-k", str(10**12), "--json"]) == 0  # k past the index size is fine
+    assert [h["doc_id"] for h in json.loads(capsys.readouterr().out)] == ["d1"]
 
 
 def test_input_that_is_not_utf8_names_file_offset_and_encoding(tmp_path, capsys) -> None:
@@ -229,6 +231,19 @@ def test_unexpected_exceptions_are_one_line_with_status_1(tmp_path, corpus, caps
     monkeypatch.setenv("HYBRIDSEARCH_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         main(args)
+
+
+def test_undecodable_input_from_any_reader_is_bad_input(tmp_path, capsys, monkeypatch) -> None:
+    from hybridsearch import textfiles
+
+    def reader(path):
+        return open(path, encoding="utf-8").read()  # a reader that lets UnicodeDecodeError escape
+
+    monkeypatch.setattr(textfiles, "read_documents", reader)
+    path = tmp_path / "x.tsv"
+    path.write_bytes(b"a\tcaf\xe9\n")
+    assert main(["encode", str(path), "--encoder", "bm25-word", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "not UTF-8 (byte 0xe9" in _err_line(capsys)
 
 
 def test_os_errors_on_named_paths_are_bad_input(tmp_path, corpus, capsys) -> None:

@@ -32,7 +32,7 @@ from hybridsearch.types import MultiVectors
 from hybridsearch.errors import InputError
 from hybridsearch.textfiles import read_documents
 
-EXAMPLES = int(os.environ.get("HYBRIDSEARCH_FUZZ_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("HYBRIDSEARCH_FUZZ_EXAMPLES", "30"))
 SECONDS_PER_RUN = 60  # one command on a handful of tiny documents; a hang fails the test instead of blocking it
 
 DOCS = [
