@@ -100,6 +100,7 @@ def parse_filter_arg(text: str, option: str = "--filter") -> dict[str, Any]:
     A JSON syntax error names the character position and shows a valid example.
     """
     from .index.filters import parse_filter
+    from .textfiles import json_type
 
     def no_constants(name: str) -> Any:
         raise InputError(f"{option}: {name} is not valid JSON; write e.g. {option} {FILTER_EXAMPLE}")
@@ -115,7 +116,7 @@ def parse_filter_arg(text: str, option: str = "--filter") -> dict[str, Any]:
     except RecursionError:
         raise InputError(f"{option} is nested too deeply; write e.g. {option} {FILTER_EXAMPLE}") from None
     if not isinstance(spec, dict):
-        raise InputError(f"{option} must be a JSON object, got a JSON {type(spec).__name__}; write e.g. {option} {FILTER_EXAMPLE}")
+        raise InputError(f"{option} must be a JSON object, got {json_type(spec)}; write e.g. {option} {FILTER_EXAMPLE}")
     parse_filter(spec)
     return spec
 
@@ -129,7 +130,7 @@ def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
             raise InputError(f"bad --option {pair!r}; write it as key=value, e.g. batch_size=64")
         try:
             out[key.replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             out[key.replace("-", "_")] = value
     return out
 

@@ -22,7 +22,7 @@ from typing import Any
 from .datasets import Document
 from .errors import InputError
 
-__all__ = ["read_documents", "read_lines", "read_text"]
+__all__ = ["json_type", "read_documents", "read_lines", "read_text"]
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 TSV_SUFFIXES = (".tsv", ".txt")
@@ -106,6 +106,16 @@ def read_text(path: str | os.PathLike[str]) -> str:
         raise _not_utf8(path, start + exc.start, line, data[start + exc.start :]) from None
 
 
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, with an article: ``"an array"``, ``"a string"``, ``"null"``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    names = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number"}
+    return next((n for t, n in names.items() if isinstance(value, t)), f"a {type(value).__name__}")
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON; use null or a string")
 
@@ -132,25 +142,25 @@ def _doc_from_json(path: Path, n: int, line: str, position: int) -> Document:
         raise InputError(f"{path}:{n} nests JSON too deeply; a document is one flat object") from None
     example = '{"_id": "d1", "title": "optional", "text": "..."}'
     if not isinstance(row, dict):
-        raise InputError(f"{path}:{n} holds a JSON {type(row).__name__}, not an object; write e.g. {example}")
+        raise InputError(f"{path}:{n} holds {json_type(row)}, not a JSON object; write e.g. {example}")
     text = row.get("text")
     if not isinstance(text, str):
-        got = "no 'text' field" if "text" not in row else f"'text' is {type(text).__name__}"
+        got = "no 'text' field" if "text" not in row else f"'text' is {json_type(text)}"
         raise InputError(f"{path}:{n} needs a string field 'text' ({got}); write e.g. {example}")
     title = row.get("title")
     if title is not None and not isinstance(title, str):
-        raise InputError(f"{path}:{n}: 'title' must be a string or null, got {type(title).__name__}")
+        raise InputError(f"{path}:{n}: 'title' must be a string or null, got {json_type(title)}")
     key = next((k for k in ("_id", "docid", "id") if k in row), None)
     doc_id: Any = position if key is None else row[key]
     if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
-        raise InputError(f"{path}:{n}: '{key}' must be a string or an integer, got {type(doc_id).__name__}")
+        raise InputError(f"{path}:{n}: '{key}' must be a string or an integer, got {json_type(doc_id)}")
     doc_id = str(doc_id)
     _check_id(path, n, doc_id)
     meta = row.get("metadata")
     if meta is None:
         meta = {}
     elif not isinstance(meta, dict):
-        raise InputError(f"{path}:{n}: 'metadata' must be a JSON object, got {type(meta).__name__}")
+        raise InputError(f"{path}:{n}: 'metadata' must be a JSON object, got {json_type(meta)}")
     if "\\u" in line:  # only escapes can produce unpaired surrogates in valid UTF-8 input
         for field, value in (("text", text), ("title", title or ""), ("the id", doc_id)):
             _check_string(path, n, field, value)
