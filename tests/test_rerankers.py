@@ -296,3 +296,16 @@ def test_cross_encoder_refuses_missing_weights_and_a_missing_head(tmp_path, tiny
         CrossEncoderReranker(str(headless), device="cpu")
     with pytest.raises(ModelLoadError, match="not available offline"):
         CrossEncoderReranker("BAAI/bge-reranker-v2-m3", device="cpu")
+
+
+def test_readme_five_line_example(tiny_bge_m3_dir, server):
+    from hybridsearch import HybridIndex as Index
+    from hybridsearch import Retriever as R
+    from hybridsearch import get_encoder as ge
+
+    ids, texts = IDS, DOCS
+    encoder, index = ge("bge-m3", model=str(tiny_bge_m3_dir), device="cpu"), Index()
+    index.add(ids, encoder.encode_corpus(texts), texts=texts)
+    hits = R(encoder, index, mode="dense+sparse", reranker=ScoringAPIReranker(base_url=server.base_url, time_budget=2.0)).retrieve("what causes cancer?", k=5)
+    assert hits.k == 5 and hits.reranked.all() and [s["stage"] for s in hits.stages] == ["retrieval", "rerank"]
+    assert all({"dense", "sparse", "rerank"} >= set(h.scores) and "rerank" in h.scores for h in hits[0])
