@@ -70,6 +70,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from .encoders.stateful import fit_or_load
     from .encoders.stored import save_encoder
     from .index import HybridIndex
+    from .fusion import parse_fusion
     from .retriever import write_retriever_config
     from .textfiles import read_documents
     from .types import Encoded
@@ -77,6 +78,9 @@ def _cmd_index(args: argparse.Namespace) -> int:
     sources = [x for x in (args.dataset, args.input, args.bundle) if x]
     if len(sources) != 1:
         raise HybridSearchError("give exactly one of --dataset, --input or --bundle")
+    if args.fusion:
+        parse_fusion(args.fusion)  # refuse a bad --fusion before any work
+
     options = _parse_options(args.option)
     encoder = None
     if args.bundle:

@@ -199,3 +199,20 @@ def test_minilm_queries_on_a_bge_m3_index_are_refused(m3, index):
     minilm = get_encoder("minilm")
     with pytest.raises(IndexMismatchError, match="'minilm'"):
         Retriever(minilm, index).retrieve("cancer", mode="dense")
+
+
+def test_cli_index_records_defaults_that_search_uses(tmp_path, capsys):
+    corpus = tmp_path / "c.tsv"
+    corpus.write_text("".join(f"{i}\t{t}\n" for i, t in zip(IDS, DOCS, strict=True)), encoding="utf-8")
+    out = tmp_path / "idx"
+    assert main(["index", "--input", str(corpus), "--encoder", "bm25-word", "--fusion", "dbsf", "--candidates", "20",
+                 "--out", str(out), "-q"]) == 0
+    assert json.loads((out / "retriever.json").read_text())["fusion"] == "dbsf"
+    r = Retriever.load(out)
+    assert (str(r.fusion), r.candidates, r.mode) == ("dbsf", 20, None)
+    capsys.readouterr()
+    assert main(["search", str(out), "dog rain", "-k", "1"]) == 0
+    assert "(sparse mode" in capsys.readouterr().out
+    assert main(["index", "--input", str(corpus), "--encoder", "bm25-word", "--fusion", "borda", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown fusion 'borda'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # refused before building anything
