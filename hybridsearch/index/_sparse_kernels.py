@@ -33,6 +33,7 @@ from numba import njit
 
 _CHUNK_SHIFT = 8  # dense-term postings store the document id's low 8 bits; chunk offsets give the rest
 _SB_SHIFT = 16  # sparse-term postings store the low 16 bits; (superblock, offset) pairs give the rest
+_BEST_FIRST = 256  # candidates evaluated best bound first before the rest go in document order
 _MAX_INT_TERMS = 32  # dense terms bounded per block (more are bounded by their global maximum)
 
 
@@ -253,7 +254,7 @@ def _drain(
         if target == 0 and nbuf <= 4 * m:  # small enough: sort it all
             order = np.argsort(-buf_ub[:nbuf])
             for o in order:
-                if buf_ub[o] < lvl:
+                if buf_ub[o] < lvl or counts[0] >= counts[1]:
                     break
                 d = buf_d[o]
                 s = _eval_dense(
@@ -270,7 +271,7 @@ def _drain(
         order = np.argsort(-sel_ub[:ns])
         for o in order:
             i = sel_id[o]
-            if buf_ub[i] >= lvl:
+            if buf_ub[i] >= lvl and counts[0] < counts[1]:
                 d = buf_d[i]
                 s = _eval_dense(
                     buf_s[i], d, lvl, nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift
@@ -289,6 +290,135 @@ def _drain(
                 kept += 1
         nbuf = kept
     return nbuf, hn
+
+
+@njit(cache=True, nogil=True)
+def _drain_bucketed(
+    buf_ub,
+    buf_d,
+    buf_s,
+    nbuf,
+    target,
+    hs,
+    hr,
+    hn,
+    k,
+    margin,
+    alpha,
+    row_base,
+    row_ids,
+    nf,
+    f_idx,
+    f_q,
+    f_c,
+    rem,
+    f_ptr,
+    f_loc,
+    f_w,
+    f_chunk,
+    f_bmax,
+    block_shift,
+    counts,
+):
+    """Evaluate buffered candidates best bound first until at most ``target`` remain; returns (nbuf, hn).
+
+    One pass drops every entry below the threshold, a counting sort into 2,048 buckets of bound orders the rest
+    (O(n), bucket by bucket from the highest), and evaluation stops at the first bucket whose upper edge falls
+    below the threshold, which rises as hits are found. ``target = 0`` empties the buffer.
+    """
+    lvl = _prune_level(hs, hn, k, margin, alpha)
+    hi = -np.inf
+    lo = np.inf
+    m = 0
+    for i in range(nbuf):
+        u = buf_ub[i]
+        if u >= lvl:
+            buf_ub[m] = u
+            buf_d[m] = buf_d[i]
+            buf_s[m] = buf_s[i]
+            m += 1
+            if u > hi:
+                hi = u
+            if u < lo:
+                lo = u
+    nbuf = m
+    if nbuf <= target:
+        return nbuf, hn
+    nb = 2048
+    width = (np.float64(hi) - np.float64(lo)) / nb
+    if not width > 0.0:
+        width = 1.0
+    start = np.zeros(nb + 1, np.int64)
+    bkt = np.empty(nbuf, np.int32)
+    for i in range(nbuf):
+        b = int((np.float64(hi) - np.float64(buf_ub[i])) / width)
+        b = min(max(b, 0), nb - 1)
+        bkt[i] = b
+        start[b + 1] += 1
+    for b in range(nb):
+        start[b + 1] += start[b]
+    order = np.empty(nbuf, np.int64)
+    fill = start[:nb].copy()
+    for i in range(nbuf):
+        b = bkt[i]
+        order[fill[b]] = i
+        fill[b] += 1
+    done_to = nbuf
+    n_best = counts[0] + _BEST_FIRST
+    for b in range(nb):
+        if target == 0 and counts[0] >= n_best:
+            # the threshold is near its final value: evaluate the rest in buffer (mostly document) order,
+            # which walks every dense list forwards instead of jumping around it
+            for i in range(nbuf):
+                if buf_ub[i] < lvl:
+                    continue
+                if counts[0] >= counts[1]:
+                    break
+                d = buf_d[i]
+                s = _eval_dense(
+                    buf_s[i], d, lvl, nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift
+                )
+                counts[0] += 1
+                if s > 0.0:
+                    hn = _heap_push(hs, hr, hn, k, np.float32(s), _row_of(d, row_base, row_ids))
+                    lvl = _prune_level(hs, hn, k, margin, alpha)
+            return 0, hn
+        if nbuf - start[b] <= target or counts[0] >= counts[1]:
+            done_to = start[b]
+            break
+        if np.float64(hi) - b * width < lvl:  # this bucket and every later one are below the threshold
+            done_to = nbuf
+            break
+        for o in range(start[b], start[b + 1]):
+            i = order[o]
+            if buf_ub[i] < lvl:
+                buf_ub[i] = -np.inf
+                continue
+            d = buf_d[i]
+            s = _eval_dense(buf_s[i], d, lvl, nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift)
+            counts[0] += 1
+            if s > 0.0:
+                hn = _heap_push(hs, hr, hn, k, np.float32(s), _row_of(d, row_base, row_ids))
+                lvl = _prune_level(hs, hn, k, margin, alpha)
+            buf_ub[i] = -np.inf
+    if target == 0:
+        return 0, hn
+    kept = 0
+    for o in range(done_to, nbuf):  # the unevaluated tail, best bucket first
+        if kept == target:
+            break
+        i = order[o]
+        if buf_ub[i] >= lvl:
+            order[kept] = i
+            kept += 1
+    # move kept entries to the front (indices in order[:kept] may interleave: copy through temporaries)
+    tu = buf_ub[order[:kept]].copy()
+    td = buf_d[order[:kept]].copy()
+    ts = buf_s[order[:kept]].copy()
+    buf_ub[:kept] = tu
+    buf_d[:kept] = td
+    buf_s[:kept] = ts
+    return kept, hn
 
 
 @njit(cache=True, nogil=True)
@@ -315,6 +445,7 @@ def search_segment(
     buf_s,
     n_select,
     n_round,
+    max_eval,
     stats,
 ):
     """Search one segment for every query, updating the per-query top-k heaps in place.
@@ -360,7 +491,7 @@ def search_segment(
     rem = np.empty(max_terms, np.float32)
     sel_ub = np.empty(n_select, np.float32)
     sel_id = np.empty(n_select, np.int64)
-    counts = np.zeros(1, np.int64)
+    counts = np.zeros(2, np.int64)  # evaluations of this query, and their budget
     nr_terms = r_terms.shape[0]
     nf_terms = f_terms.shape[0]
     has_pairs = r_pptr.shape[0] > 0
@@ -412,6 +543,7 @@ def search_segment(
         n_touched = 0
         n_buf = 0
         counts[0] = 0
+        counts[1] = max_eval
         nbuf = 0
 
         for sb in range(n_parts):
@@ -590,13 +722,18 @@ def search_segment(
             for i in range(nt):
                 acc[touched[i]] = 0.0
             # one round on the best buffered bounds keeps the threshold rising during the sweep
+            if nbuf > cap:  # make room for the next partition
+                nbuf, hn = _drain_bucketed(
+                    buf_ub, buf_d, buf_s, nbuf, cap // 2, hs, hr, hn, k, margin, alpha, row_base, row_ids,
+                    nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift, counts,
+                )  # fmt: skip
             if nbuf > 0:
                 nbuf, hn = _drain(
                     buf_ub,
                     buf_d,
                     buf_s,
                     nbuf,
-                    nbuf - 1 if nbuf <= cap else cap // 2,
+                    nbuf - 1,
                     n_round,
                     sel_ub,
                     sel_id,
@@ -623,36 +760,10 @@ def search_segment(
                 )
 
         # 5. the buffered candidates, best bound first, against the final threshold
-        nbuf, hn = _drain(
-            buf_ub,
-            buf_d,
-            buf_s,
-            nbuf,
-            0,
-            n_select,
-            sel_ub,
-            sel_id,
-            hs,
-            hr,
-            hn,
-            k,
-            margin,
-            alpha,
-            row_base,
-            row_ids,
-            nf,
-            f_idx,
-            f_q,
-            f_c,
-            rem,
-            f_ptr,
-            f_loc,
-            f_w,
-            f_chunk,
-            f_bmax,
-            block_shift,
-            counts,
-        )
+        nbuf, hn = _drain_bucketed(
+            buf_ub, buf_d, buf_s, nbuf, 0, hs, hr, hn, k, margin, alpha, row_base, row_ids,
+            nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift, counts,
+        )  # fmt: skip
         heap_n[qi] = hn
         stats[qi, 0] += n_touched
         stats[qi, 1] += counts[0]
