@@ -162,7 +162,9 @@ def recall_at_k(got: list[np.ndarray], ref: list[np.ndarray]) -> float:
     return float(np.mean(hits))
 
 
-def compare(rows: list[np.ndarray], scores: list[np.ndarray], ref: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, int]:
+def compare(
+    rows: list[np.ndarray], scores: list[np.ndarray], ref: list[tuple[np.ndarray, np.ndarray]]
+) -> dict[str, int]:
     """Top-k agreement with a reference: identical id sets, near-tie flips (scores within 1e-6), errors."""
     same = flips = errors = 0
     for r, s, (rr, rs) in zip(rows, scores, ref, strict=False):
@@ -275,7 +277,7 @@ def bench_corpus(corpus: str, shapes: list[str], args: argparse.Namespace) -> di
     for s in shapes:
         q = queries[s]
         m = min(q.shape[0], WARMUP + args.csc_queries)
-        res, lat = timed_pass(lambda i, q=q: synth.csc_topk(csc, q[i], K), m)
+        res, lat = timed_pass(lambda i, q=q, csc=csc: synth.csc_topk(csc, q[i], K), m)
         csc_res[s] = {"top": [(np.asarray(a), np.asarray(b)) for a, b in res], "latency": lat}
     del csc
     gc.collect()
@@ -299,17 +301,17 @@ def bench_corpus(corpus: str, shapes: list[str], args: argparse.Namespace) -> di
         nq = q.shape[0]
         qrows = [q[i] for i in range(nq)]
         configs: list[tuple[str, Callable[[int], Any]]] = [
-            ("exact", lambda i, qrows=qrows: index.search(qrows[i], K)),
+            ("exact", lambda i, qrows=qrows, index=index: index.search(qrows[i], K)),
         ]
         for name, kw in APPROX:
-            configs.append((name, lambda i, qrows=qrows, kw=kw: index.search(qrows[i], K, **kw)))
+            configs.append((name, lambda i, qrows=qrows, kw=kw, index=index: index.search(qrows[i], K, **kw)))
         if seis is not None:
             prepared = seis.prepare(q)
             for qc, hf in SEISMIC_SETTINGS:
                 configs.append(
                     (
                         f"SEISMIC query_cut={qc or 'all'} heap_factor={hf}",
-                        lambda i, p=prepared, qc=qc, hf=hf: seis.search(p[i][0], p[i][1], qc, hf),
+                        lambda i, p=prepared, qc=qc, hf=hf, se=seis: se.search(p[i][0], p[i][1], qc, hf),
                     )
                 )
         passes: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in configs}
@@ -354,15 +356,17 @@ def bench_corpus(corpus: str, shapes: list[str], args: argparse.Namespace) -> di
         index.search(batch_q, K, threads=2)
         batch: dict[str, Any] = {}
         for threads in (1, 2):
-            secs = []
+            secs, cpus = [], []
             for _ in range(args.repeats):
-                t = time.perf_counter()
+                c, t = time.process_time(), time.perf_counter()
                 rows, _ = index.search(batch_q, K, threads=threads)
                 secs.append(time.perf_counter() - t)
+                cpus.append(time.process_time() - c)
             same = all(np.array_equal(rows[i], exact_rows[i]) for i in range(len(exact_rows)))
             batch[f"threads_{threads}"] = {
                 "qps": batch_q.shape[0] / float(np.median(secs)),
                 "seconds": secs,
+                "cpu_ms_per_query": float(np.median(cpus)) * 1e3 / batch_q.shape[0],
                 "same_results": bool(same),
             }
         batch["speedup_2_threads"] = batch["threads_2"]["qps"] / batch["threads_1"]["qps"]
@@ -398,20 +402,52 @@ def _ms(st: dict[str, Any], key: str) -> str:
     return f"{st[key]:.2f} ({lo:.2f}–{hi:.2f})"
 
 
-def readme_section(res: dict[str, Any]) -> str:
-    m, a = res["machine"], res["args"]
+def readme_section(results: list[dict[str, Any]]) -> str:
     lines = [
         README_START,
         "## Sparse inverted index",
         "",
-        f"`python benchmarks/bench_sparse.py --n {a['n']} --queries {a['queries']} --repeats {a['repeats']}` "
-        f"({m['date']}, {m['cpu']}, {m['cores']} cores, Python {m['python']}, numpy {m['numpy']}, numba "
-        f"{m['numba']}; load average {res['load_average'][0]:.1f} at the start, {res['load_average'][1]:.1f} at "
-        "the end: the machine was shared, so wall-clock times are noisy; CPU times leave out waits for a core).",
-        "",
         "One query per call, k = 10, one thread; each configuration timed in its own pass over the queries after "
         "its own warm-up, passes repeated; p50 / p99 in ms are the median over the repeats (range in brackets). "
-        "Recall@10 is against our exact search, whose top-10 is checked against scipy `csc_topk`.",
+        "Recall@10 is against our exact search, whose top-10 is checked against scipy `csc_topk`. CPU times are "
+        "this thread's CPU time per query: on a shared machine they leave out waits for a core, which dominate "
+        "the wall-clock p99 and the batch throughput when the load average is far above the core count.",
+        "",
+    ]
+    for res in results:
+        lines += _run_section(res)
+    lines += [
+        "- Method: sparse-term lists scored term at a time per 65,536-document partition; frequent (dense) terms "
+        "never traversed, bounded per 2-document block by quantised maxima summed in uint16, and looked up only for "
+        "candidates whose bound reaches the running top-10 threshold, best bound first through a bucketed order "
+        "(see `hybridsearch/index/_sparse_kernels.py`).",
+        "- `max_evaluations=m` evaluates at most m candidates per query, best bound first; `approximate=a` "
+        "evaluates a candidate only when a times its bound reaches the threshold. Returned scores stay exact.",
+        "",
+        README_END,
+    ]
+    return "\n".join(lines)
+
+
+def _has_seismic(res: dict[str, Any]) -> bool:
+    return any(
+        name.startswith("SEISMIC")
+        for c in res["corpora"].values()
+        for s in c["shapes"].values()
+        for name in s["configs"]
+    )
+
+
+def _run_section(res: dict[str, Any]) -> list[str]:
+    m, a = res["machine"], res["args"]
+    lines = [
+        f"### {a['n']:,} documents" + (", with SEISMIC" if _has_seismic(res) else ""),
+        "",
+        f"`python benchmarks/bench_sparse.py --n {a['n']} --queries {a['queries']} --repeats {a['repeats']} "
+        f"--shapes {','.join(a['shapes'])}` "
+        f"({m['date']}, {m['cpu']}, {m['cores']} cores, Python {m['python']}, numpy {m['numpy']}, numba "
+        f"{m['numba']}; load average {res['load_average'][0]:.1f} at the start, {res['load_average'][1]:.1f} at "
+        "the end).",
         "",
     ]
     for corpus, c in res["corpora"].items():
@@ -449,24 +485,20 @@ def readme_section(res: dict[str, Any]) -> str:
                     f"{st['cpu_p99_ms']:.2f} | {st['recall_at_10']:.3f} |"
                 )
             bt = s["batch"]
+            cpu_qps = (
+                f"; CPU time per query on 1 thread {bt['threads_1']['cpu_ms_per_query']:.2f} ms "
+                f"({1e3 / bt['threads_1']['cpu_ms_per_query']:,.0f} QPS of CPU)"
+                if "cpu_ms_per_query" in bt["threads_1"]
+                else ""
+            )
             lines += [
                 "",
                 f"Batch of {s['queries']} queries in one call, exact: {bt['threads_1']['qps']:,.0f} QPS on 1 thread, "
-                f"{bt['threads_2']['qps']:,.0f} QPS on 2 threads ({bt['speedup_2_threads']:.2f}x; same results: "
-                f"{bt['threads_2']['same_results']}).",
+                f"{bt['threads_2']['qps']:,.0f} QPS on 2 threads ({bt['speedup_2_threads']:.2f}x wall-clock; same "
+                f"results: {bt['threads_2']['same_results']}){cpu_qps}.",
                 "",
             ]
-    lines += [
-        "- Method: sparse-term lists scored term at a time per 65,536-document partition; frequent (dense) terms "
-        "never traversed, bounded per 2-document block by quantised maxima summed in uint16, and looked up only for "
-        "candidates whose bound reaches the running top-10 threshold, best bound first through a bucketed order "
-        "(see `hybridsearch/index/_sparse_kernels.py`).",
-        "- `max_evaluations=m` evaluates at most m candidates per query, best bound first; `approximate=a` "
-        "evaluates a candidate only when a times its bound reaches the threshold. Returned scores stay exact.",
-        "",
-        README_END,
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> None:
@@ -482,11 +514,13 @@ def main() -> None:
     p.add_argument("--cache", type=Path, default=None, help="cache generated corpora here (.npz)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sparse.json")
     p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
-    p.add_argument("--readme-from", type=Path, default=None, help="only rewrite the README section from this JSON")
+    p.add_argument(
+        "--readme-from", type=Path, nargs="+", default=None, help="only rewrite the README section from these JSONs"
+    )
     args = p.parse_args()
     if args.readme_from:
-        res = json.loads(args.readme_from.read_text(encoding="utf-8"))
-        replace_section(ROOT / "benchmarks" / "README.md", README_START, README_END, readme_section(res))
+        runs = [json.loads(f.read_text(encoding="utf-8")) for f in args.readme_from]
+        replace_section(ROOT / "benchmarks" / "README.md", README_START, README_END, readme_section(runs))
         print("updated benchmarks/README.md")
         return
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
@@ -496,7 +530,13 @@ def main() -> None:
 
     res: dict[str, Any] = {
         "machine": machine(),
-        "args": {"n": args.n, "queries": args.queries, "repeats": args.repeats, "shapes": shapes},
+        "args": {
+            "n": args.n,
+            "queries": args.queries,
+            "repeats": args.repeats,
+            "shapes": shapes,
+            "seismic": args.seismic,
+        },
         "corpora": {},
     }
     load0 = os.getloadavg()[0]
@@ -508,7 +548,7 @@ def main() -> None:
         args.out.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")  # after each corpus
     print(f"wrote {args.out}")
     if not args.no_readme:
-        replace_section(ROOT / "benchmarks" / "README.md", README_START, README_END, readme_section(res))
+        replace_section(ROOT / "benchmarks" / "README.md", README_START, README_END, readme_section([res]))
         print("updated benchmarks/README.md")
 
 

@@ -397,9 +397,7 @@ def test_exact_when_ties_overflow_the_candidate_buffer():
     n, vocab = 200_000, 50
     rng = np.random.default_rng(41)
     cols = np.stack([np.zeros(n, np.int64), np.ones(n, np.int64), 2 + rng.integers(0, vocab - 2, n)], axis=1)
-    docs = sp.csr_matrix(
-        (np.ones(3 * n, np.float32), cols.ravel(), np.arange(0, 3 * n + 1, 3)), shape=(n, vocab)
-    )
+    docs = sp.csr_matrix((np.ones(3 * n, np.float32), cols.ravel(), np.arange(0, 3 * n + 1, 3)), shape=(n, vocab))
     docs.sum_duplicates()
     index = SparseIndex(vocab)
     index.add(docs, np.arange(n))

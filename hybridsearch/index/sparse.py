@@ -32,9 +32,16 @@ Search (numba, the ``fast`` extra; see :mod:`hybridsearch.index._sparse_kernels`
     segments. Without numba, an exact numpy term-at-a-time search gives the same results, more slowly.
 
 Approximate search
-    ``approximate=a`` in ``(0, 1]`` evaluates a document only when ``a`` times its bound reaches the
-    threshold: ``1`` is exact; smaller values skip more candidates and can miss true top-k documents (every
-    returned score is still exact). The numpy path always searches exactly.
+    ``max_evaluations=m`` evaluates at most ``m`` candidates per query and segment. Candidates are evaluated
+    best bound first, so the budget drops the least promising ones; it bounds the slowest queries (those whose
+    many frequent terms leave many candidates). ``approximate=a`` in ``(0, 1]`` evaluates a document only when
+    ``a`` times its bound reaches the threshold. Both can miss true top-k documents; every returned score is
+    still exact. The numpy path always searches exactly.
+
+Batches
+    ``search(queries, k, threads=t)`` splits a batch of queries into ``t`` contiguous slices searched on
+    ``t`` threads (the numba kernels release the GIL; each thread has its own scratch); results do not depend
+    on ``t``.
 
 Files
     :meth:`~SparseIndex.save` writes ``sparse.json`` and ``sparse.seg<i>.<array>.npy`` files;
@@ -46,8 +53,8 @@ from __future__ import annotations
 import json
 import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
