@@ -22,8 +22,8 @@ the work arrays stay in the L2 cache:
    threshold. Candidates are buffered and evaluated by looking up their dense-term weights (256-document
    chunk offsets, then a binary search); an evaluation stops as soon as the remaining terms' block bounds
    cannot reach the threshold. The threshold is shared through the top-k heap across segments.
-4. Evaluation order: during the sweep, one round per partition evaluates the best ``k`` buffered bounds, so the
-   threshold rises early. The rest is drained after the sweep (or when the buffer fills): entries below the
+4. Evaluation order: during the sweep, one round per partition evaluates the best ``k`` bounds among that
+   partition's candidates, so the threshold rises early. The rest is drained after the sweep (or when the buffer fills): entries below the
    threshold are dropped, a counting sort into 2,048 buckets of bound orders the others in O(n), and the best
    ``_BEST_FIRST`` are evaluated bucket by bucket; then the threshold is close to final and the remaining
    entries go in buffer (mostly document) order, which walks each dense list forwards. Evaluation stops at the
@@ -237,12 +237,12 @@ def _eval_dense(s, d, lvl, nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk,
 
 
 @njit(cache=True, nogil=True)
-def _drain(
+def _round(
     buf_ub,
     buf_d,
     buf_s,
+    first,
     nbuf,
-    target,
     m,
     sel_ub,
     sel_id,
@@ -267,53 +267,32 @@ def _drain(
     block_shift,
     counts,
 ):
-    """Evaluate buffered candidates best bound first until at most ``target`` remain; returns (nbuf, hn).
-
-    Each round evaluates the ``m`` best bounds (``m <= len(sel_ub)``), which raises the threshold, then drops
-    every entry whose bound fell below it. ``target = 0`` empties the buffer; ``target = nbuf - 1`` does one
-    round.
-    """
+    """Evaluate the ``m`` best bounds among the entries ``first..nbuf-1`` (one partition's candidates), which
+    raises the threshold during the sweep, then drop those entries that were evaluated or fell below it;
+    returns (nbuf, hn). Older entries are left to the final drain, so a round costs O(its partition)."""
     lvl = _prune_level(hs, hn, k, margin, alpha)
-    while nbuf > target:
-        if target == 0 and nbuf <= 4 * m:  # small enough: sort it all
-            order = np.argsort(-buf_ub[:nbuf])
-            for o in order:
-                if buf_ub[o] < lvl or counts[0] >= counts[1]:
-                    break
-                d = buf_d[o]
-                s = _eval_dense(
-                    buf_s[o], d, lvl, nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift
-                )
-                counts[0] += 1
-                if s > 0.0:
-                    hn = _heap_push(hs, hr, hn, k, np.float32(s), _row_of(d, row_base, row_ids))
-                    lvl = _prune_level(hs, hn, k, margin, alpha)
-            return 0, hn
-        ns = 0
-        for i in range(nbuf):
-            ns = _sel_push(sel_ub, sel_id, ns, m, buf_ub[i], i)
-        order = np.argsort(-sel_ub[:ns])
-        for o in order:
-            i = sel_id[o]
-            if buf_ub[i] >= lvl and counts[0] < counts[1]:
-                d = buf_d[i]
-                s = _eval_dense(
-                    buf_s[i], d, lvl, nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift
-                )
-                counts[0] += 1
-                if s > 0.0:
-                    hn = _heap_push(hs, hr, hn, k, np.float32(s), _row_of(d, row_base, row_ids))
-                    lvl = _prune_level(hs, hn, k, margin, alpha)
-            buf_ub[i] = -np.inf  # evaluated (or hopeless)
-        kept = 0
-        for i in range(nbuf):
-            if buf_ub[i] >= lvl and buf_ub[i] != -np.inf:
-                buf_ub[kept] = buf_ub[i]
-                buf_d[kept] = buf_d[i]
-                buf_s[kept] = buf_s[i]
-                kept += 1
-        nbuf = kept
-    return nbuf, hn
+    ns = 0
+    for i in range(first, nbuf):
+        ns = _sel_push(sel_ub, sel_id, ns, m, buf_ub[i], i)
+    order = np.argsort(-sel_ub[:ns])
+    for o in order:
+        i = sel_id[o]
+        if buf_ub[i] >= lvl and counts[0] < counts[1]:
+            d = buf_d[i]
+            s = _eval_dense(buf_s[i], d, lvl, nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift)
+            counts[0] += 1
+            if s > 0.0:
+                hn = _heap_push(hs, hr, hn, k, np.float32(s), _row_of(d, row_base, row_ids))
+                lvl = _prune_level(hs, hn, k, margin, alpha)
+            buf_ub[i] = -np.inf  # evaluated
+    kept = first
+    for i in range(first, nbuf):
+        if buf_ub[i] >= lvl and buf_ub[i] != -np.inf:
+            buf_ub[kept] = buf_ub[i]
+            buf_d[kept] = buf_d[i]
+            buf_s[kept] = buf_s[i]
+            kept += 1
+    return kept, hn
 
 
 @njit(cache=True, nogil=True)
@@ -694,6 +673,7 @@ def search_segment(
                             nt += 1
 
             # 4. buffer every other document whose bound reaches the threshold
+            first = nbuf
             lvl = _prune_level(hs, hn, k, margin, alpha)
             for i in range(nt):
                 x = touched[i]
@@ -751,13 +731,14 @@ def search_segment(
                     buf_ub, buf_d, buf_s, nbuf, cap // 2, hs, hr, hn, k, margin, alpha, row_base, row_ids,
                     nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift, counts,
                 )  # fmt: skip
-            if nbuf > 0:
-                nbuf, hn = _drain(
+                first = 0  # the drain reordered the buffer
+            if nbuf > first:
+                nbuf, hn = _round(
                     buf_ub,
                     buf_d,
                     buf_s,
+                    first,
                     nbuf,
-                    nbuf - 1,
                     n_round,
                     sel_ub,
                     sel_id,
