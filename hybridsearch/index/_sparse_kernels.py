@@ -23,10 +23,11 @@ the work arrays stay in the L2 cache:
    chunk offsets, then a binary search); an evaluation stops as soon as the remaining terms' block bounds
    cannot reach the threshold. The threshold is shared through the top-k heap across segments.
 4. Evaluation order: during the sweep, one round per partition evaluates the best ``k`` bounds among that
-   partition's candidates, so the threshold rises early. The rest is drained after the sweep (or when the buffer fills): entries below the
-   threshold are dropped, a counting sort into 2,048 buckets of bound orders the others in O(n), and the best
-   ``_BEST_FIRST`` are evaluated bucket by bucket; then the threshold is close to final and the remaining
-   entries go in buffer (mostly document) order, which walks each dense list forwards. Evaluation stops at the
+   partition's candidates, so the threshold rises early. The rest is drained after the sweep (or when the
+   buffer fills): entries below the threshold are dropped, a counting sort into 2,048 buckets of bound orders
+   the others in O(n), and the best ``_BEST_FIRST`` are evaluated bucket by bucket; then the threshold is
+   close to final and the remaining entries go in buffer (mostly document) order, which walks each dense list
+   forwards. Evaluation stops at the
    first bucket below the threshold. Sorting the whole buffer per round instead (a heap selection of the best
    ``k + 32`` bounds, repeated) cost O(n) per round and made the slowest queries of long-query workloads
    several times slower than the median.
