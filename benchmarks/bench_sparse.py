@@ -221,7 +221,9 @@ class Seismic:
             ds, n_postings=n_postings, centroid_fraction=0.1, summary_energy=0.4, num_threads=2
         )
         self.build_seconds = time.perf_counter() - t
-        self.version = getattr(seismic, "__version__", None)
+        from importlib.metadata import version
+
+        self.version = version("pyseismic-lsr")
 
     def prepare(self, q: sp.csr_matrix) -> list[tuple[np.ndarray, np.ndarray]]:
         st = self.mod.get_seismic_string()
@@ -287,7 +289,11 @@ def bench_corpus(corpus: str, shapes: list[str], args: argparse.Namespace) -> di
     if args.seismic:
         try:
             seis = Seismic(docs, args.seismic_postings)
-            seis_info = {"build_seconds_2_threads": seis.build_seconds, "n_postings": args.seismic_postings}
+            seis_info = {
+                "build_seconds_2_threads": seis.build_seconds,
+                "n_postings": args.seismic_postings,
+                "version": seis.version,
+            }
             print(f"[{corpus}] SEISMIC built in {seis.build_seconds:.0f} s", flush=True)
         except Exception as exc:  # noqa: BLE001 - a missing optional baseline must not lose our results
             seis_info = {"skipped": f"{type(exc).__name__}: {exc}"}
@@ -458,8 +464,9 @@ def _run_section(res: dict[str, Any]) -> list[str]:
             f"CPU), peak RSS {b['peak_rss_gb']:.1f} GB; {z['bytes_per_nnz']:.2f} bytes per non-zero "
             f"(+{z['scratch_bytes_per_thread'] / 2**20:.1f} MiB scratch per searching thread)"
             + (
-                f"; SEISMIC built in {c['seismic_index']['build_seconds_2_threads']:.0f} s on 2 threads "
-                f"(n_postings {c['seismic_index']['n_postings']})."
+                f"; SEISMIC (`pyseismic-lsr` {c['seismic_index'].get('version') or '0.5.4'}, `SeismicIndexLV`) "
+                f"built in {c['seismic_index']['build_seconds_2_threads']:.0f} s on 2 threads "
+                f"(n_postings {c['seismic_index']['n_postings']}, centroid_fraction 0.1, summary_energy 0.4)."
                 if "build_seconds_2_threads" in c["seismic_index"]
                 else "."
             )
