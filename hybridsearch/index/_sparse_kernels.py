@@ -354,11 +354,14 @@ def _drain_bucketed(
         width = 1.0
     start = np.zeros(nb + 1, np.int64)
     bkt = np.empty(nbuf, np.int32)
+    top = np.full(nb, -np.inf, np.float32)  # the largest bound in each bucket
     for i in range(nbuf):
         b = int((np.float64(hi) - np.float64(buf_ub[i])) / width)
         b = min(max(b, 0), nb - 1)
         bkt[i] = b
         start[b + 1] += 1
+        if buf_ub[i] > top[b]:
+            top[b] = buf_ub[i]
     for b in range(nb):
         start[b + 1] += start[b]
     order = np.empty(nbuf, np.int64)
@@ -390,7 +393,8 @@ def _drain_bucketed(
         if nbuf - start[b] <= target or counts[0] >= counts[1]:
             done_to = start[b]
             break
-        if np.float64(hi) - b * width < lvl:  # this bucket and every later one are below the threshold
+        if start[b + 1] > start[b] and top[b] < lvl:
+            # bucket numbers grow as bounds fall (a monotone map), so every later bucket is below it too
             done_to = nbuf
             break
         for o in range(start[b], start[b + 1]):
