@@ -153,3 +153,53 @@ def test_killed_run_resumes_without_duplicates_or_losses(ray_cluster, tmp_path, 
     ids = [i for s in RunFolder(out).shards() for i in s.ids]
     assert ids == [d["_id"] for d in docs]  # every document exactly once, in input order
     assert not list((out / "units").glob(".*.tmp"))  # no partial file is left visible
+
+
+# ---------------------------------------------------------------------------------------------- sharded search
+@pytest.fixture(scope="module")
+def scifact_index():
+    from scifact_views import scifact
+
+    from hybridsearch.index import HybridIndex
+
+    d = scifact()
+    index = HybridIndex(multivector_compression="fp32")
+    index.add(d["ids"], d["docs"], texts=d["texts"], metadata=d["metadata"])
+    index.delete(d["ids"][100:110])  # tombstones are not exported into shards
+    return index, d
+
+
+FUSIONS = ("rrf", "rrf(k=5)", "weighted_sum", "minmax(dense=0.7,sparse=0.3,multivector=1)")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_sharded_search_equals_single_index_on_scifact(ray_cluster, tmp_path, scifact_index):
+    from hybridsearch.scale.sharded import ShardedIndex
+
+    index, d = scifact_index
+    ShardedIndex.split(index, tmp_path / "shards", 3, batch_size=1000)
+    q = d["queries"]
+    with ShardedIndex(tmp_path / "shards", num_cpus=0.25) as sharded:
+        assert len(sharded) == len(index) and sharded.n_shards == 3
+        cases = [(m, "rrf", None) for m in ("dense", "sparse", "multivector")]
+        cases += [("hybrid", f, None) for f in FUSIONS]
+        cases += [("hybrid", "rrf", {"bucket": {"$ne": "a"}, "year": {"$gte": 2010}}),
+                  ("hybrid", "minmax", {"$or": [{"long": True}, {"bucket": "b"}]}),
+                  ("dense", "rrf", {"bucket": {"$in": ["c"]}})]
+        for mode, fusion, flt in cases:
+            want = index.search(q, k=10, mode=mode, fusion=fusion, filter=flt, candidates=50)
+            got = sharded.search(q, k=10, mode=mode, fusion=fusion, filter=flt, candidates=50)
+            assert got.doc_ids.tolist() == want.doc_ids.tolist(), (mode, fusion, flt)
+            assert np.array_equal(got.rows, want.rows)  # keys are the single index's row ids
+            np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5, atol=1e-6)
+            assert got.modes == want.modes
+            for m in want.modes:
+                assert np.array_equal(got.ranks[m], want.ranks[m]), (mode, fusion, m)
+        hit = sharded.search(q[:1], k=3, mode="sparse")[0][0]
+        ref = index.get(hit.doc_id)
+        assert hit.text == ref.text and hit.metadata == ref.metadata
+        from hybridsearch.errors import FilterError
+
+        with pytest.raises(FilterError, match="no document has the field"):
+            sharded.search(q[:1], filter={"nope": 1})
