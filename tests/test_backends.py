@@ -143,6 +143,6 @@ def test_filters_translate_to_milvus_expressions():
     assert to_milvus({"lang": "sw", "year": {"$gte": 2000}}) == '((metadata["lang"] == "sw") and (metadata["year"] >= 2000))'
     assert to_milvus({"lang": {"$ne": "sw"}}) == '((not exists metadata["lang"] or metadata["lang"] != "sw"))'
     assert to_milvus({"$or": [{"ok": True}, {"n": {"$in": [1, 2.5]}}]}) == \
-        '(((metadata["ok"] == true)) or ((metadata["n"] == 1 or metadata["n"] == 2.5)))'
+        '((((metadata["ok"] == true)) or ((metadata["n"] == 1 or metadata["n"] == 2.5))))'
     with pytest.raises(FilterError, match="Milvus cannot compare a JSON field with null"):
         to_milvus({"tag": None})
