@@ -19,7 +19,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Local mode performs exact")
 
 
 def _overlap(a, b) -> float:
-    return float(np.mean([len(set(x) & set(y)) / max(len(x), 1) for x, y in zip(a.doc_ids.tolist(), b.doc_ids.tolist())]))
+    return float(np.mean([len(set(x) & set(y)) / max(len(x), 1) for x, y in zip(a.doc_ids.tolist(), b.doc_ids.tolist(), strict=False)]))
 
 
 def _index(n: int) -> tuple[HybridIndex, dict]:

@@ -52,8 +52,8 @@ def test_export_streams_exactly_what_is_stored(encoded, tmp_path, saved):
     assert np.array_equal(got.sparse.indptr, ref.indptr) and np.array_equal(got.sparse.data, ref.data)
     assert np.array_equal(got.multivector.vectors, encoded.multivector.take(expect).vectors.astype(np.float32))
     assert got.encoder == index.encoder
-    meta = {i: m for b in batches for i, m in zip(b.ids, b.metadata)}
-    texts = {i: t for b in batches for i, t in zip(b.ids, b.texts)}
+    meta = {i: m for b in batches for i, m in zip(b.ids, b.metadata, strict=False)}
+    texts = {i: t for b in batches for i, t in zip(b.ids, b.texts, strict=False)}
     assert meta["doc-7"] == {"i": 7, "tag": "b"} and texts["doc-7"] == "seven again" and meta["doc-30"] == {"i": 30}
     assert export_info(index)["exact"] == {"dense": True, "sparse": True, "multivector": True}
 

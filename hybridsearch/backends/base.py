@@ -29,8 +29,8 @@ from ..hits import Hits
 from ..index.docstore import StoredDocument
 from ..index.filters import parse_filter
 from ..index.multivector import maxsim as _maxsim
-from ..types import MODES, Encoded, EncoderInfo, MultiVectors
 from ..scale.coordinator import coordinate, pick_mode
+from ..types import MODES, Encoded, EncoderInfo, MultiVectors
 
 __all__ = ["VectorDatabase", "doc_key"]
 

@@ -114,7 +114,7 @@ class QdrantDatabase(VectorDatabase):
                 for v in views:
                     x = vec.get(v) if isinstance(vec, dict) else None
                     if v == "sparse":
-                        rec["sparse"] = {} if x is None else dict(zip(x.indices, x.values))
+                        rec["sparse"] = {} if x is None else dict(zip(x.indices, x.values, strict=False))
                     else:
                         rec[v] = x
                 out[int(p.id)] = rec
