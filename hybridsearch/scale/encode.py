@@ -275,7 +275,7 @@ def _id_hashes(folder: RunFolder, units: list[Unit]) -> tuple[int, list[str]]:
     for u in units:
         if not folder.is_done(u.name):
             continue
-        ids = folder.read_unit(u.name).ids
+        ids = folder.read_ids(u.name)
         hashes.append(np.array([int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little") for i in ids],
                                np.uint64))
     if not hashes:
@@ -288,7 +288,7 @@ def _id_hashes(folder: RunFolder, units: list[Unit]) -> tuple[int, list[str]]:
         seen: set[str] = set()
         for u in units:
             if folder.is_done(u.name):
-                for i in folder.read_unit(u.name).ids:
+                for i in folder.read_ids(u.name):
                     if int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little") in dup_h:
                         if i in seen:
                             dups.append(i)

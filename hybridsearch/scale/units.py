@@ -7,6 +7,7 @@ Layout of ``OUT``::
     encoder-state.npz         merged BM25 statistics, when the encoder has a fitted part
     units/NAME.npz            the unit's :class:`~hybridsearch.types.Encoded` bundle
     units/NAME.docs.jsonl     one ``{"id", "text", "metadata"}`` line per row, in the bundle's row order
+    units/NAME.ids.txt        the same ids, one JSON string per line (for the duplicate check without reading texts)
     units/NAME.done.json      written last: the unit is complete (documents, tokens, seconds, attempts)
     summary.json              the last run's summary
 
@@ -89,6 +90,13 @@ class RunFolder:
         base = self.units_dir / name
         return base.with_name(name + ".npz"), base.with_name(name + ".docs.jsonl"), base.with_name(name + ".done.json")
 
+    def read_ids(self, name: str) -> list[str]:
+        """The ids of a finished unit, in row order."""
+        path = self.units_dir / (name + ".ids.txt")
+        if path.is_file():
+            return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        return self.read_unit(name).ids
+
     def is_done(self, name: str) -> bool:
         npz, docs, done = self._paths(name)
         return done.is_file() and npz.is_file() and docs.is_file()
@@ -105,6 +113,7 @@ class RunFolder:
         for i, t, m in zip(docs.ids, docs.texts, docs.metadata, strict=True):
             buf.write(json.dumps({"id": i, "text": t, "metadata": m}, ensure_ascii=False) + "\n")
         write_text_atomic(docs_path, buf.getvalue())
+        write_text_atomic(self.units_dir / (name + ".ids.txt"), "".join(json.dumps(i) + "\n" for i in docs.ids))
         encoded.save(npz)
         write_text_atomic(done, json.dumps({"documents": len(docs), **record}) + "\n")
 
