@@ -61,5 +61,5 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--dense-factory", default="Flat", help="FAISS factory string for --index")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, long_running=True)  # starts or joins a Ray cluster
     return p
