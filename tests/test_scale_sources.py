@@ -90,7 +90,7 @@ def test_failed_batches_are_retried_and_input_errors_are_not():
         encode_with_retries(_Flaky(failures=5), TEXTS, outputs=None, batch_size=3, max_retries=2, backoff_s=0)
     enc = _Flaky(failures=0)
     with pytest.raises(InputError):
-        encode_with_retries(enc, ["ok", "  "], outputs=None, batch_size=3, max_retries=2, backoff_s=0)
+        encode_with_retries(enc, ["ok", 3], outputs=None, batch_size=3, max_retries=2, backoff_s=0)
     assert enc.calls == 0  # rejected before encoding, and not retried
 
 
