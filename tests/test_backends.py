@@ -12,7 +12,14 @@ from scifact_views import scifact  # noqa: E402
 
 from hybridsearch.backends import MilvusDatabase, QdrantDatabase, doc_key  # noqa: E402
 from hybridsearch.backends.filters import to_milvus  # noqa: E402
-from hybridsearch.errors import ConfigError, DuplicateIdError, FilterError, InputError, UnknownIdError  # noqa: E402
+from hybridsearch.errors import (  # noqa: E402
+    ConfigError,
+    DuplicateIdError,
+    FilterError,
+    IndexMismatchError,
+    InputError,
+    UnknownIdError,
+)
 from hybridsearch.index import HybridIndex  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:Local mode performs exact")
@@ -87,6 +94,11 @@ def test_qdrant_agrees_with_the_embedded_index_on_scifact():
     engine = db.search(q, k=10, mode="hybrid", fusion="rrf(k=60)", rerank=False, fusion_in="engine")
     assert _overlap(index.search(q, k=10, mode="hybrid", fusion="rrf", rerank=False), engine) >= 0.9
     np.testing.assert_allclose(engine.scores[:, 0], index.search(q, k=1, mode="hybrid", rerank=False).scores[:, 0], rtol=1e-5)
+    # with multi-vectors the engine reranks the fused candidates by MaxSim alone; Qdrant sums over query tokens
+    # where the library averages (same order per query)
+    reranked = db.search(q, k=10, mode="hybrid", fusion_in="engine")
+    mine = db.score("multivector", q, reranked.rows)
+    np.testing.assert_allclose(reranked.scores / q.multivector.lengths[:, None], mine, rtol=1e-4)
     with pytest.raises(ConfigError, match="Qdrant cannot fuse with 'weighted_sum'"):
         db.search(q, mode="hybrid", fusion="weighted_sum", fusion_in="engine")
 
@@ -146,3 +158,28 @@ def test_filters_translate_to_milvus_expressions():
         '((((metadata["ok"] == true)) or ((metadata["n"] == 1 or metadata["n"] == 2.5))))'
     with pytest.raises(FilterError, match="Milvus cannot compare a JSON field with null"):
         to_milvus({"tag": None})
+
+
+@pytest.mark.timeout(300)
+def test_retriever_serves_backends_and_shards_like_the_index(tmp_path):
+    from hybridsearch.encoders import get_encoder
+    from hybridsearch.retriever import Retriever
+    from hybridsearch.scale.sharded import ShardedIndex
+
+    d = scifact()
+    texts, ids = d["texts"][:300], d["ids"][:300]
+    encoder = get_encoder("bm25-word").fit(texts)
+    index = HybridIndex()
+    index.add(ids, encoder.encode_corpus(texts), texts=texts, metadata=d["metadata"][:300])
+    db = QdrantDatabase("bm25", location=":memory:")
+    db.from_index(index)
+    ShardedIndex.split(index, tmp_path / "shards", 2)
+    queries = ["cancer cells and protein expression", "vaccine dose risk", "brain development in infants"]
+    want = Retriever(encoder, index).retrieve(queries, k=5)
+    for other in (db, ShardedIndex(tmp_path / "shards", use_ray=False)):
+        got = Retriever(encoder, other).retrieve(queries, k=5)
+        assert got.doc_ids.tolist() == want.doc_ids.tolist()
+        np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5)
+        assert got[0][0].text == want[0][0].text
+    with pytest.raises(IndexMismatchError):
+        db.search(get_encoder("bm25-word").fit(["other corpus words"]).encode_queries(["words"]), k=3)

@@ -183,7 +183,7 @@ def test_sharded_search_equals_single_index_on_scifact(ray_cluster, tmp_path, sc
     with ShardedIndex(tmp_path / "shards", num_cpus=0.25) as sharded:
         assert len(sharded) == len(index) and sharded.n_shards == 3
         cases = [(m, "rrf", None) for m in ("dense", "sparse", "multivector")]
-        cases += [("hybrid", f, None) for f in FUSIONS]
+        cases += [("hybrid", f, None) for f in FUSIONS] + [("dense+sparse", "rrf", None), ("all", "minmax", None)]
         cases += [("hybrid", "rrf", {"bucket": {"$ne": "a"}, "year": {"$gte": 2010}}),
                   ("hybrid", "minmax", {"$or": [{"long": True}, {"bucket": "b"}]}),
                   ("dense", "rrf", {"bucket": {"$in": ["c"]}})]
@@ -196,6 +196,10 @@ def test_sharded_search_equals_single_index_on_scifact(ray_cluster, tmp_path, sc
             assert got.modes == want.modes
             for m in want.modes:
                 assert np.array_equal(got.ranks[m], want.ranks[m]), (mode, fusion, m)
+            assert set(got.view_scores) == set(want.view_scores)
+            for m in want.view_scores:
+                np.testing.assert_allclose(got.view_scores[m], want.view_scores[m], rtol=1e-5, atol=1e-6)
+            assert got.stages == want.stages
         hit = sharded.search(q[:1], k=3, mode="sparse")[0][0]
         ref = index.get(hit.doc_id)
         assert hit.text == ref.text and hit.metadata == ref.metadata

@@ -24,12 +24,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ConfigError, DuplicateIdError, InputError, UnknownIdError
-from ..fusion import Fusion, parse_fusion
+from ..fusion import DEFAULT_FUSION, Fusion, parse_fusion
 from ..hits import Hits
 from ..index.docstore import StoredDocument
 from ..index.filters import parse_filter
 from ..index.multivector import maxsim as _maxsim
-from ..scale.coordinator import coordinate, pick_mode
+from ..modes import index_search_args
+from ..scale.coordinator import coordinate, pick_mode, to_hits
 from ..types import MODES, Encoded, EncoderInfo, MultiVectors
 
 __all__ = ["VectorDatabase", "doc_key"]
@@ -244,7 +245,7 @@ class VectorDatabase(abc.ABC):
 
     def search(
         self, query: Encoded, k: int = 10, *, mode: str | None = None, filter: Mapping[str, Any] | None = None,  # noqa: A002
-        candidates: int = 100, fusion: str | Fusion = "rrf", rerank: bool | None = None, fusion_in: str = "client",
+        candidates: int = 100, fusion: str | Fusion = DEFAULT_FUSION, rerank: bool | None = None, fusion_in: str = "client",
     ) -> Hits:
         """Search as :meth:`HybridIndex.search` does (see the module docstring for ``fusion_in``)."""
         if fusion_in not in ("client", "engine"):
@@ -255,12 +256,18 @@ class VectorDatabase(abc.ABC):
             return Hits.empty(len(query), k)
         if fusion_in == "engine" and pick_mode(self.modes, query, mode) == "hybrid":
             fz = parse_fusion(fusion)
+            if mode is not None:
+                rerank = index_search_args(mode, rerank)[1]
             use_mv = "multivector" in self.modes and query.multivector is not None and rerank is not False
             keys, scores = self._engine_hybrid(query, k, max(candidates, k), fz, filter, use_mv)
             ranks: dict[str, np.ndarray] = {}
+            views: dict[str, np.ndarray] = {}
+            record = {"stage": "retrieval", "mode": "all" if use_mv else "dense+sparse", "fusion": f"{self.engine}:{fz}",
+                      "candidates": max(candidates, k)}
         else:
-            keys, scores, ranks = coordinate(self, query, k, mode=mode, filter=filter, candidates=candidates,
-                                             fusion=fusion, rerank=rerank)
+            keys, scores, ranks, views, record = coordinate(self, query, k, mode=mode, filter=filter,
+                                                            candidates=candidates, fusion=fusion, rerank=rerank,
+                                                            encoder=self.encoder)
         valid = keys >= 0
         recs = self._records(np.unique(keys[valid]).tolist()) if valid.any() else {}
         doc_ids = np.full(keys.shape, "", dtype=object)
@@ -269,4 +276,4 @@ class VectorDatabase(abc.ABC):
         def lookup(rows: np.ndarray) -> tuple[list[str], list[dict[str, Any]]]:
             return [recs[int(r)]["text"] for r in rows], [recs[int(r)]["metadata"] for r in rows]
 
-        return Hits(keys, scores, doc_ids, ranks, lookup=lookup)
+        return to_hits(keys, scores, ranks, views, record, doc_ids, lookup)

@@ -4,7 +4,8 @@ One collection per index with named vectors ``dense`` (dot product), ``multivect
 ``MAX_SIM`` comparator: ColBERT MaxSim) and a sparse vector ``sparse``. A point's id is the document key
 (:func:`~.base.doc_key`); its payload holds ``doc_id``, ``text`` and ``metadata``. Engine-side fusion uses the
 Query API: one prefetch per first-stage view, fused with RRF (our ``rrf(k)`` is Qdrant's ``Rrf(k + 1)``: Qdrant
-counts ranks from 0) or DBSF, then, when multi-vectors are held, MaxSim over the fused candidates.
+counts ranks from 0), then, when multi-vectors are held, MaxSim alone over the fused candidates (Qdrant's MaxSim
+sums over query tokens where the library averages, so those scores are the library's times the query length).
 
 >>> db = QdrantDatabase("corpus", path="./qdrant")            # local mode, a folder   # doctest: +SKIP
 >>> db = QdrantDatabase("corpus", url="http://qdrant:6333")   # a server              # doctest: +SKIP
@@ -158,7 +159,8 @@ class QdrantDatabase(VectorDatabase):
                 raise ConfigError(f"Qdrant's RRF takes an integer k, got {fz.k}")
             fused = m.RrfQuery(rrf=m.Rrf(k=int(fz.k) + 1))  # 1 / (k + rank), ranks from 0 in Qdrant, from 1 here
         else:
-            raise ConfigError(f"Qdrant cannot fuse with {fz.method!r} in the engine (it has RRF and DBSF); use fusion_in='client'")
+            raise ConfigError(f"Qdrant cannot fuse with {fz.method!r} in the engine (it has RRF, and DBSF, which is "
+                              "neither min-max nor a weighted sum); use fusion_in='client'")
         f = None if flt is None else to_qdrant(flt)
         keys = np.full((len(query), k), -1, np.int64)
         scores = np.full((len(query), k), -np.inf, np.float32)

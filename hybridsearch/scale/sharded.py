@@ -27,13 +27,13 @@ import numpy as np
 
 from .._atomic import write_text_atomic
 from ..errors import ConfigError, FilterError, IndexCorruptedError, InputError
-from ..fusion import Fusion
+from ..fusion import DEFAULT_FUSION, Fusion
 from ..hits import Hits
 from ..index.export import _parts, export_index
 from ..index.filters import Condition, Filter, parse_filter
 from ..index.hybrid import HybridIndex
-from ..types import Encoded
-from .coordinator import coordinate, merge_topk
+from ..types import Encoded, EncoderInfo
+from .coordinator import coordinate, merge_topk, to_hits
 
 __all__ = ["ShardedIndex"]
 
@@ -153,7 +153,7 @@ class ShardedIndex:
         self._fields_by_shard = [set(i["fields"]) for i in info]
         self._fields = set().union(*self._fields_by_shard)
         self._n = sum(i["documents"] for i in info)
-        self.encoder = spec.get("encoder")
+        self.encoder = None if spec.get("encoder") is None else EncoderInfo.from_dict(spec["encoder"])
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -214,7 +214,7 @@ class ShardedIndex:
 
     def search(
         self, query: Encoded, k: int = 10, *, mode: str | None = None, filter: Mapping[str, Any] | None = None,  # noqa: A002
-        candidates: int = 100, fusion: str | Fusion = "rrf", rerank: bool | None = None,
+        candidates: int = 100, fusion: str | Fusion = DEFAULT_FUSION, rerank: bool | None = None,
     ) -> Hits:
         """Search every shard and fuse globally; arguments and result as :meth:`HybridIndex.search`."""
         shard_filters: list[Any] = [None] * self.n_shards
@@ -224,8 +224,9 @@ class ShardedIndex:
             if missing:
                 raise FilterError(f"no document has the field(s) {', '.join(map(repr, missing))}")
             shard_filters = [_specialise(flt, fields) for fields in self._fields_by_shard]
-        keys, scores, ranks = coordinate(_Fanout(self, shard_filters), query, k, mode=mode, filter=filter, candidates=candidates,
-                                         fusion=fusion, rerank=rerank)
+        keys, scores, ranks, views, record = coordinate(_Fanout(self, shard_filters), query, k, mode=mode, filter=filter,
+                                                        candidates=candidates, fusion=fusion, rerank=rerank,
+                                                        encoder=self.encoder)
         valid = keys >= 0
         found: dict[int, tuple[str, str, dict[str, Any]]] = {}
         if valid.any():
@@ -238,7 +239,7 @@ class ShardedIndex:
         def lookup(rows: np.ndarray) -> tuple[list[str], list[dict[str, Any]]]:
             return [found[int(r)][1] for r in rows], [found[int(r)][2] for r in rows]
 
-        return Hits(keys, scores, doc_ids, ranks, lookup=lookup)
+        return to_hits(keys, scores, ranks, views, record, doc_ids, lookup)
 
     def close(self) -> None:
         """End the shard actors."""
