@@ -219,7 +219,9 @@ def write_readme(res: dict[str, Any]) -> None:
               "| passages | encode h (1 GPU) | encode core-h (CPU) | GiB total | shards | docs / shard | hybrid p50 ms / shard (extrap.) |",
               "|---:|---:|---:|---:|---:|---:|---:|"]
     for p in res["projection"]:
-        lines.append(f"| {p['passages']:,} | {p['encode_hours_1_gpu']} | {p['encode_core_hours_cpu']} | {p['gib_total']:,} | "
+        gpu_h = "no GPU result" if p["encode_hours_1_gpu"] is None else p["encode_hours_1_gpu"]
+        cpu_h = "no CPU result" if p["encode_core_hours_cpu"] is None else p["encode_core_hours_cpu"]
+        lines.append(f"| {p['passages']:,} | {gpu_h} | {cpu_h} | {p['gib_total']:,} | "
                      f"{p['shards']} | {p['docs_per_shard']:,} | {p['hybrid_p50_ms_per_shard_extrapolated']} |")
     lines += ["", END]
     replace_section(ROOT / "benchmarks" / "README.md", START, END, "\n".join(lines))
