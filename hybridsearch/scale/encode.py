@@ -381,8 +381,9 @@ def encode_corpus(
                 fn_constructor_kwargs={"spec": encoder, "options": options, "outputs": outputs, "state": state,
                                        "out": str(folder.root.resolve()), "batch_size": batch_size,
                                        "max_retries": max_retries},
-                batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus_per_actor,
-                num_gpus=gpus_per_actor or None,
+                # one unit in flight per actor: a unit goes to the next free actor, never queues behind a busy one
+                batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
+                num_cpus=cpus_per_actor, num_gpus=gpus_per_actor or None,
             )
             total_docs = sum(len(u) for u in pending)
             with progress(total_docs, "encode-corpus", unit="docs", enabled=show_progress) as bar:
