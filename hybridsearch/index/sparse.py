@@ -53,7 +53,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -798,6 +798,14 @@ class SparseIndex:
                     hit = docs[at] == local
                     s[hit] += np.float64(q.data[j]) * w[at[hit]]
                 out[qi, inside] = s.astype(np.float32)
+
+    def iter_rows(self) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
+        """The stored documents segment by segment, in ascending row order: ``(rows int64 (m,), CSR (m, vocab_size))``.
+
+        Rows dropped by :meth:`compact` are absent; tombstones of the caller are not known here.
+        """
+        for seg in self._segments:
+            yield seg.rows(), seg.to_csr(self.vocab_size)
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path) -> list[str]:
