@@ -87,7 +87,7 @@ PENDING_STATUSES = ("queued", "running")
 
 
 class Code(IntEnum):
-    """Error codes of the envelope's ``errors[].code`` (§6.2); ``UNKNOWN_REQUEST`` and ``NO_ROUTE`` are local."""
+    """Error codes of the envelope's ``errors[].code`` (§6.2); codes marked local are this server's own choice."""
 
     NO_SUCH_MODEL = 5007
     INVALID_DATA = 5004
@@ -107,6 +107,8 @@ class Code(IntEnum):
     UNKNOWN_REQUEST = 7404  # local (§11.14): unknown or expired request_id, HTTP 404
     NO_ROUTE = 7000  # local: no such URI, HTTP 404
     INTERNAL = 5000  # local: the server failed, HTTP 500
+    NOT_READY = 7503  # local: the model or index is still loading, HTTP 503
+    UNKNOWN_DOCUMENT = 7405  # local: a document id the index does not hold, HTTP 404
 
     @property
     def http_status(self) -> int:
@@ -119,7 +121,8 @@ _CODE_STATUS = {
     Code.PRIVATE_MODEL: 403, Code.ACCOUNT_BLOCKED: 403, Code.DEPRECATED_SDK: 405, Code.INVALID_MODEL_ID: 404,
     Code.TOO_LARGE: 413, Code.TIMEOUT: 408, Code.ABORTED: 408, Code.DAILY_ALLOCATION: 429,
     Code.OUT_OF_CAPACITY: 429, Code.AUTHENTICATION: 401, Code.METHOD_NOT_ALLOWED: 405,
-    Code.UNKNOWN_REQUEST: 404, Code.NO_ROUTE: 404, Code.INTERNAL: 500,
+    Code.UNKNOWN_REQUEST: 404, Code.NO_ROUTE: 404, Code.INTERNAL: 500, Code.NOT_READY: 503,
+    Code.UNKNOWN_DOCUMENT: 404,
 }  # fmt: skip
 
 
@@ -153,7 +156,8 @@ def failure(code: int, message: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ input forms (§2, oneOf)
 def _nonempty_str(v: Any) -> bool:
-    return isinstance(v, str) and len(v) >= 1
+    # The schema says minLength 1; a whitespace-only text is refused too: its vector would mean nothing.
+    return isinstance(v, str) and bool(v.strip())
 
 
 def _form_a(b: Any) -> str | None:
@@ -165,9 +169,9 @@ def _form_a(b: Any) -> str | None:
         return "'/contexts' must be an array"
     for i, c in enumerate(b["contexts"]):
         if not isinstance(c, dict) or not _nonempty_str(c.get("text")):
-            return f"'/contexts/{i}/text' must be a string of at least 1 character"
+            return f"'/contexts/{i}/text' must be a string with at least one non-whitespace character"
     if "query" in b and not _nonempty_str(b["query"]):
-        return "'/query' must be a string of at least 1 character"
+        return "'/query' must be a string with at least one non-whitespace character"
     if "truncate_inputs" in b and not isinstance(b["truncate_inputs"], bool):
         return "'/truncate_inputs' must be a boolean"
     return None
@@ -186,9 +190,9 @@ def _form_b(b: Any) -> str | None:
             return f"'/text' must NOT have more than {MAX_TEXTS_PER_CALL} items (has {len(t)})"
         bad = [i for i, x in enumerate(t) if not _nonempty_str(x)]
         if bad:
-            return f"'/text/{bad[0]}' must be a string of at least 1 character"
+            return f"'/text/{bad[0]}' must be a string with at least one non-whitespace character"
     elif not _nonempty_str(t):
-        return "'/text' must be a string of at least 1 character or an array of strings"
+        return "'/text' must be a string with at least one non-whitespace character or an array of strings"
     if "truncate_inputs" in b and not isinstance(b["truncate_inputs"], bool):
         return "'/truncate_inputs' must be a boolean"
     return None
@@ -219,7 +223,8 @@ def classify_input(body: Any) -> str:
     """``"poll"``, or which ``oneOf`` branch ``body`` matches: ``"A"`` (query + contexts), ``"B"`` (text),
     ``"C"`` (batch requests). Raises :class:`ContractError` 400 / 5006 naming what failed (§6.1).
 
-    Unknown extra keys are ignored (§11.8); whitespace-only strings pass the schema (``minLength: 1``).
+    Unknown extra keys are ignored (§11.8). Texts must hold a non-whitespace character (stricter than
+    ``minLength: 1``: a vector of blanks means nothing).
     """
     if is_poll(body):
         return "poll"
