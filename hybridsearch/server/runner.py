@@ -54,14 +54,19 @@ class ServerThread:
         sock = self.server.servers[0].sockets[0]
         return f"http://{self.config.host}:{sock.getsockname()[1]}"
 
-    def start(self, *, ready_timeout: float = 120.0) -> ServerThread:
-        """Start serving and wait until ``/ready`` answers 200 (raises RuntimeError when loading fails)."""
+    def start(self, *, ready_timeout: float = 120.0, wait_ready: bool = True) -> ServerThread:
+        """Start serving; unless ``wait_ready`` is False, wait until ``/ready`` answers 200.
+
+        Raises RuntimeError (after stopping the server) when it cannot bind or its model or index fails to load.
+        """
         self._thread.start()
         deadline = time.monotonic() + ready_timeout
         while not self.server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the server did not start")
             time.sleep(0.01)
+        if not wait_ready:
+            return self
         headers = {"Authorization": f"Bearer {self.config.api_token}"} if self.config.api_token else {}
         while time.monotonic() < deadline:
             if self.state.load_error:
