@@ -164,9 +164,17 @@ class ErrorEnvelope(BaseModel):
     success: Literal[False]
     errors: Annotated[list[ErrorItem], Field(min_length=1)]
     messages: list[Any]
+    error: OpenAIError | None = Field(None, description="on /v1 routes: the same error as OpenAI SDKs read it")
+
+
+class OpenAIError(BaseModel):
+    message: str
+    type: str
+    code: int
 
 
 BatchResponseItem.model_rebuild()
+ErrorEnvelope.model_rebuild()
 
 
 # -------------------------------------------------------------------------------------- /v1/embeddings

@@ -109,8 +109,13 @@ def validate(model: type[BaseModel], body: Any) -> Any:
         raise bad_input("; ".join(parts) + more) from None
 
 
-def envelope_error(exc: ContractError) -> JSONResponse:
-    return JSONResponse(failure(exc.code, exc.message), status_code=exc.status, headers=exc.headers)
+def envelope_error(exc: ContractError, path: str = "") -> JSONResponse:
+    """The failure envelope; on ``/v1/...`` also OpenAI's ``error`` object, which OpenAI SDKs read messages from."""
+    content = failure(exc.code, exc.message)
+    if path.startswith("/v1/"):
+        kind = "authentication_error" if exc.status == 401 else "invalid_request_error" if exc.status < 500 else "server_error"
+        content["error"] = {"message": exc.message, "type": kind, "code": int(exc.code)}
+    return JSONResponse(content, status_code=exc.status, headers=exc.headers)
 
 
 def library_error(exc: HybridSearchError) -> ContractError:
@@ -150,7 +155,7 @@ class Gate:
             if error is None:
                 body, error = await self._read_body(scope, receive, cfg.max_body_bytes)
             if error is not None:
-                await envelope_error(error)(scope, receive, send_wrapped)
+                await envelope_error(error, scope["path"])(scope, receive, send_wrapped)
             else:
                 await self.app(scope, _replay(body), send_wrapped)
         finally:
@@ -374,16 +379,16 @@ def _operations(app: FastAPI, state: ServerState) -> None:
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ContractError)
     async def contract_error(request: Request, exc: ContractError) -> JSONResponse:
-        return envelope_error(exc)
+        return envelope_error(exc, request.url.path)
 
     @app.exception_handler(HybridSearchError)
     async def library(request: Request, exc: HybridSearchError) -> JSONResponse:
-        return envelope_error(library_error(exc))
+        return envelope_error(library_error(exc), request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = "; ".join(f"'/{'/'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors()[:5])
-        return envelope_error(bad_input(detail))
+        return envelope_error(bad_input(detail), request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -393,12 +398,12 @@ def _error_handlers(app: FastAPI) -> None:
             err = ContractError(Code.NO_ROUTE, f"No route for {request.url.path}")
         else:
             err = ContractError(Code.INTERNAL, str(exc.detail), status=exc.status_code)
-        return envelope_error(err)
+        return envelope_error(err, request.url.path)
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return envelope_error(ContractError(Code.INTERNAL, f"internal error: {type(exc).__name__}"))
+        return envelope_error(ContractError(Code.INTERNAL, f"internal error: {type(exc).__name__}"), request.url.path)
 
 
 # ------------------------------------------------------------------------------------------------ OpenAPI
