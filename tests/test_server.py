@@ -361,3 +361,180 @@ def test_micro_batching_merges_concurrent_requests(enc):
         assert total >= 12 + 2 and count < total  # 12 requests (plus warm-up) in fewer encoder calls
     finally:
         s.stop()
+
+
+# ----------------------------------------------------------------------------------------------- search
+def test_search_modes_filter_and_fields(http, enc, index_dir):
+    ref = HybridIndex.load(index_dir)
+    q = "the cat dog"
+    for mode in ("dense", "sparse", "hybrid", "multivector"):
+        r = http.post("/v1/search", json={"query": q, "k": 5, "mode": mode})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["mode"] == mode and len(body["hits"]) == 5
+        expected = ref.search(enc.encode_queries([q], outputs=("dense", "sparse", "multivector")), k=5, mode=mode)[0]
+        assert [h["id"] for h in body["hits"]] == [h.doc_id for h in expected]
+        np.testing.assert_allclose([h["score"] for h in body["hits"]], [h.score for h in expected], rtol=1e-4, atol=1e-6)
+        top = body["hits"][0]
+        assert top["text"] == next(d["text"] for d in DOCS if d["id"] == top["id"])
+        assert top["metadata"] == next(d["metadata"] for d in DOCS if d["id"] == top["id"])
+        assert set(body["timing"]) == {"encode_ms", "search_ms", "total_ms"} and body["timing"]["total_ms"] >= 0
+        assert body["reranked"] == (mode in ("hybrid", "multivector"))
+    hybrid = http.post("/v1/search", json={"query": q, "k": 3, "mode": "hybrid", "rerank": False}).json()
+    assert hybrid["reranked"] is False and set(hybrid["hits"][0]["ranks"]) == {"dense", "sparse"}
+    flt = http.post("/v1/search", json={"query": q, "k": 30, "filter": {"topic": "sky"}}).json()
+    assert flt["hits"] and {h["metadata"]["topic"] for h in flt["hits"]} == {"sky"}
+    ws = http.post("/v1/search", json={"query": q, "fusion": "weighted_sum(dense=1,sparse=0.3)", "rerank": False})
+    assert ws.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"query": ""}, {"query": "  "}, {"query": None}, {"query": 5}, {"k": 3}, {"query": "a", "k": 0},
+        {"query": "a", "k": "ten"}, {"query": "a", "mode": "telepathy"}, {"query": "a", "filter": {"nosuch": 1}},
+        {"query": "a", "fusion": "magic"}, {"query": "a", "surprise": 1}, {"query": "a", "k": 5000},
+        {"query": "a", "filter": {"topic": {"$regex": "x"}}},
+    ],
+    ids=["empty", "whitespace", "none", "int", "missing", "k0", "k-str", "mode", "filter-field", "fusion", "unknown-field",
+         "k-over-limit", "filter-op"],
+)  # fmt: skip
+def test_bad_search_requests(http, body):
+    status, code, _ = err(http.post("/v1/search", json=body))
+    assert (status, code) == (400, Code.BAD_INPUT)
+
+
+# ----------------------------------------------------------------------------------------------- ingest
+def _search_ids(h, q, k=30):
+    return [x["id"] for x in h.post("/v1/search", json={"query": q, "k": k}).json()["hits"]]
+
+
+def test_ingest_upsert_delete_and_commit_policy(fresh):
+    s, path = fresh(commit_every=3, commit_interval_s=3600)
+    gen0 = HybridIndex.load(path).generation
+    with httpx.Client(base_url=s.url, timeout=30) as h:
+        new = [{"id": "n1", "text": "the red fish sleeps", "metadata": {"topic": "new"}},
+               {"id": "n2", "text": "the blue bird rises"}]  # fmt: skip
+        r = h.post("/v1/documents", json={"documents": new}).json()
+        assert r == {"upserted": 2, "documents": len(DOCS) + 2, "uncommitted": 2}
+        assert HybridIndex.load(path).generation == gen0  # below commit_every: not on disk yet
+        assert "n1" in _search_ids(h, "red fish sleeps")
+        hit = next(x for x in h.post("/v1/search", json={"query": "red fish", "k": 30}).json()["hits"] if x["id"] == "n1")
+        assert hit["metadata"] == {"topic": "new"} and hit["text"] == "the red fish sleeps"
+        # Replace n1: same id, new text.
+        r = h.post("/v1/documents", json={"documents": [{"id": "n1", "text": "the green cow eats"}]}).json()
+        assert r["documents"] == len(DOCS) + 2 and r["uncommitted"] == 0  # the third change committed
+        on_disk = HybridIndex.load(path)
+        assert on_disk.generation > gen0 and on_disk.get("n1").text == "the green cow eats" and "n2" in on_disk
+        # Delete one, then a bulk delete with an unknown id deletes nothing.
+        assert h.delete("/v1/documents/n2").json() == {"deleted": 1, "documents": len(DOCS) + 1, "uncommitted": 1}
+        status, code, msg = err(h.delete("/v1/documents/n2"))
+        assert (status, code) == (404, Code.UNKNOWN_DOCUMENT) and "n2" in msg
+        status, code, _ = err(h.post("/v1/documents/delete", json={"ids": ["animal-0", "nope"]}))
+        assert (status, code) == (404, Code.UNKNOWN_DOCUMENT)
+        assert "animal-0" in _search_ids(h, "the cat dog bird fish")
+        r = h.post("/v1/documents/delete", json={"ids": ["animal-0", "animal-1", "animal-0"]}).json()
+        assert r["deleted"] == 2 and r["documents"] == len(DOCS) - 1
+        assert not {"animal-0", "animal-1", "n2"} & set(_search_ids(h, "the cat dog bird fish"))
+        assert h.post("/v1/commit").json()["committed"] in (True, False)
+        assert h.post("/v1/commit").json()["committed"] is False  # nothing left to commit
+    on_disk = HybridIndex.load(path)
+    assert len(on_disk) == len(DOCS) - 1 and "animal-0" not in on_disk
+
+
+def test_commit_after_an_interval(fresh):
+    s, path = fresh(commit_every=1000, commit_interval_s=0.2)
+    with httpx.Client(base_url=s.url, timeout=30) as h:
+        h.post("/v1/documents", json={"documents": [{"id": "t1", "text": "the sun rises"}]}).raise_for_status()
+        deadline = time.monotonic() + 20
+        while "t1" not in HybridIndex.load(path):
+            assert time.monotonic() < deadline, "no commit after the interval"
+            time.sleep(0.05)
+        assert "hybridsearch_index_commits_total 1.0" in h.get("/metrics").text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"documents": []}, {"documents": [{"id": "x", "text": ""}]}, {"documents": [{"id": "x", "text": "  "}]},
+        {"documents": [{"id": "", "text": "a"}]}, {"documents": [{"id": "x", "text": None}]},
+        {"documents": [{"id": 5, "text": "a"}]}, {"documents": [{"id": "x", "text": "a", "extra": 1}]},
+        {"documents": [{"id": "x", "text": "a"}, {"id": "x", "text": "b"}]}, {"documents": "x"}, {"docs": []},
+        {"documents": [{"id": "x", "text": "a", "metadata": [1, 2]}]},
+    ],
+    ids=["none", "empty-text", "whitespace", "empty-id", "null-text", "int-id", "unknown-field", "dup-id", "not-list",
+         "wrong-key", "metadata-list"],
+)  # fmt: skip
+def test_bad_ingest_never_changes_the_index(fresh, body):
+    s, path = fresh(commit_every=1, commit_interval_s=0.05)
+    before = sorted(p.name for p in path.iterdir())
+    with httpx.Client(base_url=s.url, timeout=30) as h:
+        status, code, _ = err(h.post("/v1/documents", json=body))
+        assert (status, code) == (400, Code.BAD_INPUT)
+        assert h.get("/ready").json()["index_documents"] == len(DOCS)
+        status, _, _ = err(h.post("/v1/documents/delete", json={"ids": []}))
+        assert status == 400
+    time.sleep(0.2)
+    assert sorted(p.name for p in path.iterdir()) == before and len(HybridIndex.load(path)) == len(DOCS)
+
+
+@pytest.mark.slow
+def test_concurrent_ingest_and_search(fresh):
+    s, path = fresh(commit_every=10, commit_interval_s=0.1)
+    errors: list[str] = []
+    stop = threading.Event()
+    searched = [0]
+
+    def searcher():
+        with httpx.Client(base_url=s.url, timeout=60) as h:
+            while not stop.is_set() and searched[0] < 2000:
+                r = h.post("/v1/search", json={"query": "the cat sun", "k": 5, "mode": "hybrid"})
+                if r.status_code != 200 or len(r.json()["hits"]) != 5:
+                    errors.append(r.text)
+                searched[0] += 1
+
+    threads = [threading.Thread(target=searcher) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        with httpx.Client(base_url=s.url, timeout=60) as h:
+            for b in range(8):
+                docs = [{"id": f"c{b}-{i}", "text": f"the cat {b} sun {i}"} for i in range(5)]
+                r = h.post("/v1/documents", json={"documents": docs})
+                assert r.status_code == 200, r.text
+            h.post("/v1/documents/delete", json={"ids": [f"c0-{i}" for i in range(5)]}).raise_for_status()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert not errors and searched[0] > 0
+    with httpx.Client(base_url=s.url, timeout=30) as h:
+        assert h.get("/ready").json()["index_documents"] == len(DOCS) + 35
+    s.stop()
+    assert len(HybridIndex.load(path)) == len(DOCS) + 35
+
+
+@pytest.mark.slow
+def test_shutdown_finishes_requests_in_flight_and_commits(fresh):
+    s, path = fresh(commit_every=1000, commit_interval_s=3600, batch_max_wait_ms=1)
+    with httpx.Client(base_url=s.url, timeout=30) as h:
+        h.post("/v1/documents", json={"documents": [{"id": "late", "text": "the moon falls"}]}).raise_for_status()
+    assert "late" not in HybridIndex.load(path)
+    long_texts = [" ".join(["the cat sits with the dog"] * 200)] * 16
+    results: list[int] = []
+
+    def call():
+        with httpx.Client(timeout=60) as h:
+            results.append(h.post(s.url + RUN, json={"text": long_texts}).status_code)
+
+    workers = [threading.Thread(target=call) for _ in range(4)]
+    for w in workers:
+        w.start()
+    deadline = time.monotonic() + 30
+    while s.state.metrics.in_flight._value.get() < 4 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    s.stop()
+    for w in workers:
+        w.join(60)
+    assert results == [200, 200, 200, 200]
+    assert "late" in HybridIndex.load(path)  # committed on shutdown

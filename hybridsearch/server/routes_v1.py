@@ -88,7 +88,7 @@ async def search(request: Request) -> Any:
                                    candidates=req.candidates, fusion=req.fusion, rerank=req.rerank)  # fmt: skip
     t2 = time.perf_counter()
     views = tuple(hits.modes)
-    reranked = "multivector" in views and req.mode != "multivector" and len(views) > 1
+    reranked = "multivector" in views  # MaxSim rescored the first-stage candidates
     mode = req.mode or ("hybrid" if len([v for v in views if v != "multivector"]) > 1 else (views[0] if views else "dense"))
     out = [
         {"id": h.doc_id, "score": float(h.score), "text": h.text, "metadata": h.metadata,

@@ -1,8 +1,8 @@
 """The served index: searches run concurrently, one writer at a time, commits on a policy.
 
-Readers (searches) share the index; a writer (upsert, delete) takes it alone only for the in-memory change, which
-is fast: documents are encoded before the lock is taken. Commits (:meth:`HybridIndex.save`) run beside readers
-and exclude writers. The policy commits every ``commit_every`` changed documents, every ``commit_interval``
+Readers (searches) share the index; a writer (upsert, delete, commit) takes it alone. Documents are encoded before
+the lock is taken, so an upsert holds it only for the in-memory change. A commit (:meth:`HybridIndex.save`) holds
+it for the save, which may merge document-store parts in memory; searches wait for it. The policy commits every ``commit_every`` changed documents, every ``commit_interval``
 seconds when something changed, and on shutdown.
 """
 
@@ -106,7 +106,8 @@ class IndexStore:
 
     def commit(self) -> bool:
         """Save the index if anything changed since the last commit; return whether it saved."""
-        with self._commit_lock, self._lock.read():
+        # A save may merge document-store parts in memory, so it excludes searches as well as writers.
+        with self._commit_lock, self._lock.write():
             self.last_commit = time.monotonic()
             if not self.uncommitted:
                 return False
