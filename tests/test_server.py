@@ -4,7 +4,6 @@ the ``openai`` SDK): every route, every error path, auth, limits, the queue, ing
 from __future__ import annotations
 
 import base64
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
