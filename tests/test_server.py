@@ -537,3 +537,46 @@ def test_shutdown_finishes_requests_in_flight_and_commits(fresh):
         w.join(60)
     assert results == [200, 200, 200, 200]
     assert "late" in HybridIndex.load(path)  # committed on shutdown
+
+
+# --------------------------------------------------------------------------------------------- command
+@pytest.mark.slow
+def test_serve_command_needs_only_the_index_and_stops_on_sigterm(index_dir, tmp_path, enc):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    path = copy_index(index_dir, tmp_path / "index")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "HYBRIDSEARCH_COMMIT_INTERVAL_S": "3600", "HYBRIDSEARCH_API_TOKEN": "tok"}
+    proc = subprocess.Popen([sys.executable, "-m", "hybridsearch.cli", "serve", "--index", str(path), "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        url, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer tok"}
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode() if proc.poll() is not None else "not ready"
+            try:
+                if httpx.get(url + "/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        with httpx.Client(base_url=url, headers=auth, timeout=30) as h:
+            hits = h.post("/v1/search", json={"query": "the cat dog", "k": 3}).json()["hits"]
+            q = enc.encode_queries(["the cat dog"], outputs=("dense", "sparse", "multivector"))
+            assert [x["id"] for x in hits] == [x.doc_id for x in HybridIndex.load(path).search(q, k=3)[0]]
+            assert h.post(RUN, json={"text": "the cat"}).json()["result"]["shape"] == [1, 32]
+            h.post("/v1/documents", json={"documents": [{"id": "cli", "text": "the star shines"}]}).raise_for_status()
+        assert "cli" not in HybridIndex.load(path)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
+        assert "cli" in HybridIndex.load(path)  # committed on shutdown
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
