@@ -1,7 +1,7 @@
-"""Wire contracts of the HTTP APIs, in one place for the clients, the server and the tests.
+"""Wire contracts of the HTTP APIs, in one place for the client, the server and the tests.
 
-- :mod:`.workers_ai`: Cloudflare Workers AI ``@cf/baai/bge-m3`` (input/output forms, envelope, queue, codes);
-- :mod:`.openai`: the OpenAI-compatible ``/v1/embeddings``;
-- :mod:`.search`: ``/v1/search`` and the ``/v1/documents`` ingest API;
-- :mod:`.schemas`: the same bodies as pydantic models, for validation and the OpenAPI document.
+- :mod:`.workers_ai`: Cloudflare Workers AI ``@cf/baai/bge-m3``: input-form validation, output forms, the REST
+  envelope, batch-queue bodies, error codes with their HTTP statuses, and the client-side parsing rules;
+- :mod:`.schemas`: every request and response body as pydantic models (Workers AI, OpenAI ``/v1/embeddings``,
+  ``/v1/search``, ``/v1/documents``), used for validation and the OpenAPI document.
 """
