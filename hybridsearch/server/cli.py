@@ -48,7 +48,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         s.add_argument(f"--{name}", type=kind, help=what)
     s.add_argument("--no-micro-batching", dest="micro_batching", action="store_false", default=None,
                    help="encode each request alone")  # fmt: skip
-    s.set_defaults(func=_cmd_serve)
+    s.set_defaults(func=_cmd_serve, long_running=True)
     return s
 
 
