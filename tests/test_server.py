@@ -160,10 +160,15 @@ def test_score_all_views_with_weights(enc, index_dir, tmp_path):
         np.testing.assert_allclose([got[0], got[1]], expected, atol=1e-3)
     finally:
         s.stop()
-    s = start_server(enc, score="all")
+    s = start_server(enc, score="all", score_weights=(0.0, 1.0, 0.0))
     try:
-        r = httpx.post(s.url + RUN, json={"query": "the cat", "contexts": [{"text": "the cat sits"}]}, timeout=30)
-        assert r.status_code == 200 and len(r.json()["result"]["response"]) == 1
+        q, ctx = "the cat", ["the cat sits", "the sun"]
+        r = httpx.post(s.url + RUN, json={"query": q, "contexts": [{"text": t} for t in ctx]}, timeout=30).json()
+        got = {it["id"]: it["score"] for it in r["result"]["response"]}
+        qs, cs = enc.encode_queries([q], outputs="sparse").sparse, enc.encode_corpus(ctx, outputs="sparse").sparse
+        lexical = np.asarray((cs @ qs.T).todense()).ravel()  # bge-m3's lexical matching score
+        assert lexical[0] > 0 and lexical[1] >= 0
+        np.testing.assert_allclose([got[0], got[1]], lexical, atol=1e-3, rtol=1e-3)
     finally:
         s.stop()
 
