@@ -1,7 +1,8 @@
 """Client for Cloudflare Workers AI ``@cf/baai/bge-m3`` and any server that speaks the same wire contract.
 
 The contract (request forms, response forms, REST envelope, batch queue, error codes) is the one described in
-``workers-ai-bge-m3-api.md``. Two clients share one implementation: :class:`WorkersAIClient` (blocking, on
+``workers-ai-bge-m3-api.md``; it is implemented once, in :mod:`hybridsearch.contract.workers_ai`, which this client
+and the server (``hybridsearch serve``) share. Two clients share one implementation: :class:`WorkersAIClient` (blocking, on
 ``httpx.Client``) and :class:`AsyncWorkersAIClient` (``async``, on ``httpx.AsyncClient``). Every operation is
 written once as a plan that yields "POST this" / "sleep that long" steps; each client only executes the steps,
 so request building, parsing, retries and error mapping cannot drift apart between the two.
