@@ -383,13 +383,39 @@ def test_search_modes_filter_and_fields(http, enc, index_dir):
         assert top["text"] == next(d["text"] for d in DOCS if d["id"] == top["id"])
         assert top["metadata"] == next(d["metadata"] for d in DOCS if d["id"] == top["id"])
         assert set(body["timing"]) == {"encode_ms", "search_ms", "total_ms"} and body["timing"]["total_ms"] >= 0
-        assert body["reranked"] == (mode in ("hybrid", "multivector"))
-    hybrid = http.post("/v1/search", json={"query": q, "k": 3, "mode": "hybrid", "rerank": False}).json()
-    assert hybrid["reranked"] is False and set(hybrid["hits"][0]["ranks"]) == {"dense", "sparse"}
+        assert body["reranked"] == (mode in ("hybrid", "multivector")) and body["reranker"] is None
+    fused = http.post("/v1/search", json={"query": q, "k": 3, "mode": "dense+sparse"}).json()
+    assert fused["reranked"] is False and fused["reranker"] is None and set(fused["hits"][0]["ranks"]) == {"dense", "sparse"}
+    top = fused["hits"][0]
+    assert set(top["scores"]) == {"dense", "sparse"}
+    qd = enc.encode_queries([q], outputs="dense").dense[0]
+    np.testing.assert_allclose(top["scores"]["dense"], float(dense(enc, [top["text"]])[0] @ qd), rtol=1e-4, atol=1e-5)
     flt = http.post("/v1/search", json={"query": q, "k": 30, "filter": {"topic": "sky"}}).json()
     assert flt["hits"] and {h["metadata"]["topic"] for h in flt["hits"]} == {"sky"}
-    ws = http.post("/v1/search", json={"query": q, "fusion": "weighted_sum(dense=1,sparse=0.3)", "rerank": False})
-    assert ws.status_code == 200
+    ws = http.post("/v1/search", json={"query": q, "fusion": "weighted_sum(dense=1,sparse=0.3)", "mode": "dense+sparse"})
+    assert ws.status_code == 200 and ws.json()["mode"] == "dense+sparse"
+
+
+def test_search_with_a_reranker_on_and_off(enc, index_dir, tmp_path):
+    from hybridsearch.rerankers import BGEM3Reranker
+
+    path = copy_index(index_dir, tmp_path / "index")
+    reranker = BGEM3Reranker(enc)
+    s = ServerThread(ServerConfig(port=0, index=str(path)), encoder=enc, index_encoder=enc, reranker=reranker).start()
+    try:
+        with httpx.Client(base_url=s.url, timeout=30) as h:
+            q = "the cat dog"
+            on = h.post("/v1/search", json={"query": q, "k": 4, "mode": "dense"}).json()
+            off = h.post("/v1/search", json={"query": q, "k": 4, "mode": "dense", "rerank": False}).json()
+        assert on["reranked"] is True and on["reranker"] == "BGEM3Reranker" and len(on["hits"]) == 4
+        assert off["reranked"] is False and off["reranker"] is None
+        assert "rerank" in on["hits"][0]["ranks"] and "rerank" not in off["hits"][0]["ranks"]
+        from hybridsearch.retriever import Retriever
+
+        expected = Retriever(enc, HybridIndex.load(path), reranker=reranker).retrieve(q, k=4, mode="dense")[0]
+        assert [x["id"] for x in on["hits"]] == [x.doc_id for x in expected]
+    finally:
+        s.stop()
 
 
 @pytest.mark.parametrize(

@@ -208,16 +208,16 @@ class EmbeddingsResponse(BaseModel):
 
 # ------------------------------------------------------------------------------------------ /v1/search
 class SearchRequest(_Closed):
-    """A text query against the served index."""
+    """A text query against the served index, through its Retriever."""
 
     query: NonEmpty
     k: Annotated[int, Field(ge=1)] = 10
-    mode: Literal["dense", "sparse", "multivector", "hybrid"] | None = Field(
-        None, description="default: hybrid when the index holds several views"
+    mode: Literal["dense", "sparse", "multivector", "dense+sparse", "all", "hybrid"] | None = Field(
+        None, description="a bge-m3 paper mode; default: the index's recorded mode, else hybrid when it holds several views"
     )
-    fusion: NonEmpty = Field("rrf", description="rrf, weighted_sum, minmax or e.g. 'weighted_sum(dense=1,sparse=0.3)'")
-    rerank: bool | None = Field(None, description="MaxSim rescoring in hybrid mode; null: when possible")
-    candidates: Annotated[int, Field(ge=1, le=10_000)] = 100
+    fusion: NonEmpty | None = Field(None, description="rrf, weighted_sum, minmax or e.g. 'weighted_sum(dense=1,sparse=0.3)'")
+    rerank: bool = Field(True, description="run the server's reranker (when it has one) on the first stage's results")
+    candidates: Annotated[int, Field(ge=1, le=10_000)] | None = Field(None, description="rows each first stage proposes")
     filter: dict[str, Any] | None = Field(None, description='metadata filter, e.g. {"year": {"$gte": 2000}}')
 
 
@@ -227,7 +227,7 @@ class SearchHit(BaseModel):
     text: str | None
     metadata: dict[str, Any] | None
     ranks: dict[str, int] = Field(description="1-based rank in each view's own list; 0 where it did not retrieve it")
-    scores: dict[str, float] = Field(default_factory=dict, description="per-view scores, where the index reports them")
+    scores: dict[str, float] = Field(default_factory=dict, description="each view's own score of the hit (and the reranker's)")
 
 
 class Timing(BaseModel):
@@ -239,7 +239,8 @@ class Timing(BaseModel):
 class SearchResponse(BaseModel):
     hits: list[SearchHit]
     mode: str
-    reranked: bool
+    reranked: bool = Field(description="whether a rerank stage (MaxSim in mode all, or the reranker) ordered the hits")
+    reranker: str | None = Field(description="the reranker that ran, if any")
     timing: Timing
 
 

@@ -214,7 +214,7 @@ def _replay(body: bytes) -> Any:
 
 
 # --------------------------------------------------------------------------------------------- loading
-def _load(state: ServerState, encoder: Encoder | None, index_encoder: Encoder | None) -> None:
+def _load(state: ServerState, encoder: Encoder | None, index_encoder: Encoder | None, reranker: Any = None) -> None:
     """Load encoders and index (blocking; runs in a thread at startup)."""
     from ..encoders import get_encoder
     from ..encoders.stored import load_encoder
@@ -223,7 +223,8 @@ def _load(state: ServerState, encoder: Encoder | None, index_encoder: Encoder | 
     if cfg.index is not None:
         if index_encoder is None:
             index_encoder = load_encoder(cfg.index)
-        state.store = IndexStore(cfg.index, index_encoder, commit_every=cfg.commit_every, commit_interval=cfg.commit_interval_s)
+        state.store = IndexStore(cfg.index, index_encoder, commit_every=cfg.commit_every,
+                                 commit_interval=cfg.commit_interval_s, reranker=reranker)  # fmt: skip
     if encoder is None and cfg.encoder is not None:
         options = dict(cfg.encoder_options)
         if cfg.encoder == "bge-m3":  # accept inputs up to the token limit instead of cutting them at 512
@@ -249,15 +250,17 @@ async def _warm_up(state: ServerState) -> None:
         await state.batcher.encode(["warm up"], is_query=True, outputs=tuple(out))
         state.model.dim = state.model.dim or int((await state.batcher.encode(["warm up"], is_query=False, outputs=("dense",))).dense.shape[1])
     if state.store is not None and state.store_batcher is not None:
-        q = await state.store_batcher.encode(["warm up"], is_query=True, outputs=state.store.outputs)
+        retriever = state.store.retriever
+        mode = retriever.resolve_mode()
+        q = await state.store_batcher.encode(["warm up"], is_query=True, outputs=retriever.query_views(mode))
         if len(state.store):
-            await asyncio.to_thread(state.store.search, q, k=1)
+            await asyncio.to_thread(state.store.search, q, k=1, mode=mode)
         state.metrics.index_documents.set(len(state.store))
 
 
-async def _startup(state: ServerState, encoder: Encoder | None, index_encoder: Encoder | None) -> None:
+async def _startup(state: ServerState, encoder: Encoder | None, index_encoder: Encoder | None, reranker: Any) -> None:
     try:
-        await asyncio.to_thread(_load, state, encoder, index_encoder)
+        await asyncio.to_thread(_load, state, encoder, index_encoder, reranker)
         if state.model is not None:
             state.batcher = _batcher(state, state.model.encoder)
         if state.store is not None:
@@ -283,8 +286,11 @@ async def _commit_loop(state: ServerState) -> None:
 
 
 # -------------------------------------------------------------------------------------------------- app
-def create_app(config: ServerConfig, *, encoder: Encoder | None = None, index_encoder: Encoder | None = None) -> FastAPI:
-    """The server app. ``encoder`` / ``index_encoder`` replace the ones the config would load."""
+def create_app(
+    config: ServerConfig, *, encoder: Encoder | None = None, index_encoder: Encoder | None = None, reranker: Any = None
+) -> FastAPI:
+    """The server app. ``encoder`` / ``index_encoder`` replace the ones the config would load; ``reranker`` (a
+    :class:`~hybridsearch.rerankers.Reranker`) reranks ``/v1/search`` results unless a request turns it off."""
     from .routes_v1 import router as v1_router
     from .routes_workers_ai import router as workers_ai_router
     from .routes_workers_ai import run_one
@@ -296,7 +302,7 @@ def create_app(config: ServerConfig, *, encoder: Encoder | None = None, index_en
         state.queue = BatchQueue(lambda req: run_one(state, req), capacity=config.queue_capacity,
                                  retention=config.queue_retention_s)  # fmt: skip
         state.queue.start()
-        state.tasks.append(asyncio.create_task(_startup(state, encoder, index_encoder), name="startup"))
+        state.tasks.append(asyncio.create_task(_startup(state, encoder, index_encoder, reranker), name="startup"))
         state.tasks.append(asyncio.create_task(_commit_loop(state), name="commit"))
         try:
             yield

@@ -73,30 +73,40 @@ async def embeddings(request: Request) -> Any:
 @router.post("/search", tags=["search"], summary="search the served index", response_model=SearchResponse,
              responses=error_responses(400, 401, 404, 413, 503), openapi_extra=body(SearchRequest))  # fmt: skip
 async def search(request: Request) -> Any:
-    """A text query through the index's own query encoder: ``mode``, ``k``, ``fusion``, ``rerank`` (MaxSim
-    rescoring in hybrid mode), ``candidates`` and a metadata ``filter``. Returns the hits with text, metadata, the
-    final score and each view's rank, whether MaxSim reranking ran, and timings in milliseconds."""
+    """A text query through the index's :class:`~hybridsearch.Retriever` (its recorded defaults and the server's
+    reranker): ``mode`` (a bge-m3 paper mode), ``k``, ``fusion``, ``rerank`` (reranker on/off), ``candidates`` and
+    a metadata ``filter``. Returns the hits with text, metadata, the final score and each view's score and rank,
+    whether a rerank stage ran, and timings in milliseconds (``search_ms`` includes the reranker)."""
     state = _state(request)
     req = validate(SearchRequest, await read_json(request))
     store, batcher = state.need_store()
     if req.k > state.config.max_k:
         raise bad_input(f"k={req.k} is over this server's limit of {state.config.max_k}")
+    retriever = store.retriever
     t0 = time.perf_counter()
-    query = await batcher.encode([req.query], is_query=True, outputs=store.outputs)
+    mode = retriever.resolve_mode(req.mode)
+    use_reranker = req.rerank and retriever.reranker is not None
+    depth = max(req.k, retriever.rerank_depth) if use_reranker else req.k
+    candidates = max(req.candidates or retriever.candidates, depth)
+    query = await batcher.encode([req.query], is_query=True, outputs=retriever.query_views(mode))
     t1 = time.perf_counter()
-    hits = await asyncio.to_thread(store.search, query, k=req.k, mode=req.mode, filter=req.filter,
-                                   candidates=req.candidates, fusion=req.fusion, rerank=req.rerank)  # fmt: skip
+    hits = await asyncio.to_thread(store.search, query, k=depth, mode=mode, filter=req.filter, candidates=candidates,
+                                   fusion=req.fusion or retriever.fusion)  # fmt: skip
+    if use_reranker:
+        hits = await retriever.reranker.arerank([req.query], hits, k=req.k)
     t2 = time.perf_counter()
-    views = tuple(hits.modes)
-    reranked = "multivector" in views  # MaxSim rescored the first-stage candidates
-    mode = req.mode or ("hybrid" if len([v for v in views if v != "multivector"]) > 1 else (views[0] if views else "dense"))
+    results = hits[0]
+    reranked = use_reranker or "multivector" in hits.modes
+    if use_reranker and hits.reranked is not None and not bool(hits.reranked[0]):
+        reranked = False  # the reranker fell back to the first-stage order (its note says why)
     out = [
         {"id": h.doc_id, "score": float(h.score), "text": h.text, "metadata": h.metadata,
-         "ranks": {m: int(r) for m, r in h.ranks.items()}, "scores": {}}
-        for h in hits[0]
+         "ranks": {m: int(r) for m, r in h.ranks.items()}, "scores": {m: float(v) for m, v in h.scores.items()}}
+        for h in results
     ]  # fmt: skip
     ms = lambda a, b: round((b - a) * 1e3, 3)  # noqa: E731
     return {"hits": out, "mode": mode, "reranked": reranked,
+            "reranker": type(retriever.reranker).__name__ if use_reranker else None,
             "timing": {"encode_ms": ms(t0, t1), "search_ms": ms(t1, t2), "total_ms": ms(t0, time.perf_counter())}}  # fmt: skip
 
 

@@ -38,9 +38,11 @@ class ServerThread:
     ...     httpx.post(server.url + "/v1/search", json={"query": "cancer"}).json()
     """
 
-    def __init__(self, config: ServerConfig, *, encoder: Encoder | None = None, index_encoder: Encoder | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig, *, encoder: Encoder | None = None, index_encoder: Encoder | None = None, reranker: Any = None
+    ) -> None:
         self.config = config
-        self.app = create_app(config, encoder=encoder, index_encoder=index_encoder)
+        self.app = create_app(config, encoder=encoder, index_encoder=index_encoder, reranker=reranker)
         self.server = uvicorn.Server(_uvicorn_config(self.app, config, config.port))
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
         self._thread = threading.Thread(target=self.server.run, name="hybridsearch-server", daemon=True)

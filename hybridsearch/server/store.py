@@ -18,6 +18,7 @@ from typing import Any
 from ..encoders.base import Encoder
 from ..hits import Hits
 from ..index import HybridIndex
+from ..retriever import Retriever, read_retriever_config
 from ..types import Encoded
 
 __all__ = ["IndexStore", "RWLock"]
@@ -65,10 +66,15 @@ class RWLock:
 class IndexStore:
     """A loaded index directory, its query/document encoder, and the commit policy."""
 
-    def __init__(self, path: str | Path, encoder: Encoder, *, commit_every: int, commit_interval: float) -> None:
+    def __init__(
+        self, path: str | Path, encoder: Encoder, *, commit_every: int, commit_interval: float, reranker: Any = None
+    ) -> None:
         self.path = Path(path)
         self.index = HybridIndex.load(self.path)
         self.encoder = encoder
+        # The retriever holds the defaults recorded with the index (mode, fusion, candidates, rerank depth) and the
+        # reranker; the server encodes queries itself (micro-batched) and searches through this store's lock.
+        self.retriever = Retriever(encoder, self.index, reranker=reranker, **read_retriever_config(self.path))
         self.commit_every = commit_every
         self.commit_interval = commit_interval
         self.uncommitted = 0
