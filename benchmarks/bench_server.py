@@ -55,12 +55,20 @@ from _readme import replace_section  # noqa: E402
 from hybridsearch.datasets import load_dataset  # noqa: E402
 
 
-def build_index(workdir: Path) -> Path:
-    out = workdir / "scifact-minilm-bm25"
-    if not (out / "manifest.json").exists():
-        from hybridsearch.cli import main
+def build_index(workdir: Path, docs: int | None) -> Path:
+    """The SciFact index (all documents, or the first ``docs``), built once with ``hybridsearch index``."""
+    from hybridsearch.cli import main
 
-        rc = main(["index", "--dataset", "scifact", "--encoder", "dense=minilm,sparse=bm25", "--out", str(out), "-q"])
+    out = workdir / ("scifact-minilm-bm25" if docs is None else f"scifact-{docs}-minilm-bm25")
+    if not (out / "manifest.json").exists():
+        source = ["--dataset", "scifact"]
+        if docs is not None:
+            subset = workdir / f"scifact-{docs}.jsonl"
+            with subset.open("w", encoding="utf-8") as f:
+                for d in load_dataset("scifact").corpus[:docs]:
+                    f.write(json.dumps({"_id": d.doc_id, "title": d.title, "text": d.text}) + "\n")
+            source = ["--input", str(subset)]
+        rc = main(["index", *source, "--encoder", "dense=minilm,sparse=bm25", "--out", str(out), "-q"])
         if rc:
             raise SystemExit(f"building the index failed ({rc})")
     return out
@@ -178,15 +186,18 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--max-requests", type=int, default=20_000)
     ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--docs", type=int, default=None, help="index only the first DOCS SciFact documents (default: all)")
     ap.add_argument("--workdir", default=str(ROOT / "indexes" / "built"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "server.json"))
     ap.add_argument("--no-readme", action="store_true")
     args = ap.parse_args()
 
-    index_dir = build_index(Path(args.workdir))
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    index_dir = build_index(Path(args.workdir), args.docs)
     ds = load_dataset("scifact")
     queries = list(ds.queries.values())[: args.queries]
     corpus = ds.corpus
+    n_docs = len(corpus) if args.docs is None else min(args.docs, len(corpus))
     results: dict[str, Any] = {"workloads": {}, "in_process": {}}
     w = results["workloads"]
 
@@ -235,7 +246,7 @@ def main() -> None:
         print(f"in process {mode}: {ip}", flush=True)
 
     results["config"] = {
-        "clients": args.clients, "seconds": args.seconds, "queries": len(queries), "documents": len(corpus),
+        "clients": args.clients, "seconds": args.seconds, "queries": len(queries), "documents": n_docs,
         "encoder": "dense=minilm,sparse=bm25", "cpus": os.cpu_count(), "python": platform.python_version(),
         "machine": platform.machine(), "note": "shared 2-core machine under load from other jobs; ratios in one run",
     }  # fmt: skip
