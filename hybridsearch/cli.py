@@ -396,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor.add_parser(sub)
     add_encode_corpus(sub)
+
+    from .server.cli import add_parser as add_serve_parser  # fastapi/uvicorn are imported only when serving
+
+    add_serve_parser(sub)
     return p
 
 

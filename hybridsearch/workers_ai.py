@@ -1,7 +1,8 @@
 """Client for Cloudflare Workers AI ``@cf/baai/bge-m3`` and any server that speaks the same wire contract.
 
 The contract (request forms, response forms, REST envelope, batch queue, error codes) is the one described in
-``workers-ai-bge-m3-api.md``. Two clients share one implementation: :class:`WorkersAIClient` (blocking, on
+``workers-ai-bge-m3-api.md``; it is implemented once, in :mod:`hybridsearch.contract.workers_ai`, which this client
+and the server (``hybridsearch serve``) share. Two clients share one implementation: :class:`WorkersAIClient` (blocking, on
 ``httpx.Client``) and :class:`AsyncWorkersAIClient` (``async``, on ``httpx.AsyncClient``). Every operation is
 written once as a plan that yields "POST this" / "sleep that long" steps; each client only executes the steps,
 so request building, parsing, retries and error mapping cannot drift apart between the two.
@@ -43,17 +44,14 @@ Retries
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import itertools
 import json
 import logging
-import math
 import os
 import random
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timezone
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -61,24 +59,28 @@ import httpx
 import numpy as np
 
 from ._version import __version__
-from .encoders.base import check_texts
-from .errors import (
-    APIConnectionError,
-    APIResponseError,
-    APIStatusError,
-    AuthenticationError,
-    BadRequestError,
-    ConfigError,
-    InputError,
-    NotFoundError,
-    PayloadTooLargeError,
-    PermissionDeniedError,
-    QueueTimeoutError,
-    RateLimitError,
-    RequestTimeoutError,
-    ServerError,
-    WorkersAIError,
+from .contract.workers_ai import (
+    MAX_BATCH_BYTES,
+    MAX_TEXTS_PER_CALL,
+    NOT_JSON,
+    PENDING_STATUSES,
+    BatchResponse,
+    BatchResult,
+    BatchStatus,
+    Code,
+    EmbedResult,
+    _contract,
+    _preview,
+    parse_poll,
+    parse_retry_after,
+    parse_scores,
+    parse_vectors,
+    status_error,
+    unwrap_envelope,
 )
+from .contract.workers_ai import MODEL as DEFAULT_MODEL
+from .encoders.base import check_texts
+from .errors import APIConnectionError, APIStatusError, ConfigError, InputError, QueueTimeoutError, WorkersAIError
 
 __all__ = [
     "DEFAULT_API_BASE",
@@ -87,6 +89,7 @@ __all__ = [
     "ENV_API_TOKEN",
     "MAX_BATCH_BYTES",
     "MAX_TEXTS_PER_CALL",
+    "PENDING_STATUSES",
     "AsyncWorkersAIClient",
     "BatchResponse",
     "BatchResult",
@@ -99,279 +102,31 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_API_BASE = "https://api.cloudflare.com/client/v4"
-DEFAULT_MODEL = "@cf/baai/bge-m3"
 ENV_ACCOUNT_ID = "CLOUDFLARE_ACCOUNT_ID"
 ENV_API_TOKEN = "CLOUDFLARE_API_TOKEN"
-MAX_TEXTS_PER_CALL = 100  # schema maxItems of `text`; also used for `contexts`, which has no documented cap
-MAX_BATCH_BYTES = 10_000_000  # a queued batch payload must stay under 10 MB
-PENDING_STATUSES = ("queued", "running")
-_DAILY_ALLOCATION_CODE = 3036
+_DAILY_ALLOCATION_CODE = Code.DAILY_ALLOCATION
 
 T = TypeVar("T")
 
 
-# ----------------------------------------------------------------------------------------------- results
-@dataclass(frozen=True, eq=False)
-class EmbedResult:
-    """Vectors as the server sent them (float32, not re-normalised) and the ``pooling`` it reported."""
-
-    vectors: np.ndarray
-    pooling: str | None = None
-
-
-@dataclass(frozen=True)
-class BatchStatus:
-    """A queued batch that is not done yet: ``status`` is ``"queued"`` or ``"running"``."""
-
-    status: str
-    request_id: str
-
-
-@dataclass(frozen=True, eq=False)
-class BatchResponse:
-    """The outcome of one request of a batch.
-
-    ``id`` is the request's index in the submitted list, ``result`` its ordinary sync output (unwrapped to a
-    single nesting), ``external_reference`` the caller's id echoed back (``None`` when none was sent).
-    """
-
-    id: int
-    success: bool
-    result: Any = field(repr=False)
-    external_reference: str | None = None
-    errors: tuple[dict[str, Any], ...] = ()
-
-    def _ok(self) -> Any:
-        if not self.success:
-            detail = "; ".join(str(e.get("message", e)) for e in self.errors) or "no error message"
-            raise WorkersAIError(
-                f"batch request {self.id} (external_reference={self.external_reference!r}) failed: {detail}"
-            )
-        return self.result
-
-    def embeddings(self) -> np.ndarray:
-        """float32 ``(n, d)``: the vectors of a ``text`` request or of a ``contexts`` request without query."""
-        result = self._ok()
-        key = "data" if isinstance(result, Mapping) and isinstance(result.get("data"), list) else "response"
-        return _parse_vectors(result, None, key).vectors
-
-    def scores(self) -> np.ndarray:
-        """float32 ``(n_contexts,)``: the scores of a query + contexts request, mapped by id to context order."""
-        result = self._ok()
-        items = result.get("response") if isinstance(result, Mapping) else None
-        return _parse_scores(result, len(items) if isinstance(items, list) else 0)
-
-
-@dataclass(frozen=True, eq=False)
-class BatchResult:
-    """A finished batch: ``responses`` sorted by ``id`` plus the batch's token ``usage`` (``None`` if absent)."""
-
-    request_id: str
-    responses: tuple[BatchResponse, ...]
-    usage: dict[str, Any] | None = None
-
-    def by_reference(self) -> dict[str, BatchResponse]:
-        """Responses keyed by ``external_reference`` (responses without one are left out)."""
-        return {r.external_reference: r for r in self.responses if r.external_reference is not None}
-
-
-# ------------------------------------------------------------------------------------------------ parsing
-def _contract(msg: str) -> APIResponseError:
-    return APIResponseError(f"the Workers AI response breaks the wire contract: {msg}")
-
-
-def _parse_vectors(result: Any, n: int | None, key: str) -> EmbedResult:
-    """Output form 3 (``key="data"``) or form 2 (``key="response"``) -> float32 ``(n, d)``."""
-    if not isinstance(result, Mapping):
-        raise _contract(f"expected an object with {key!r}, got {type(result).__name__}")
-    rows = result.get(key)
-    if not isinstance(rows, list) or any(not isinstance(r, list) for r in rows):
-        raise _contract(f"{key!r} must be a list of vectors (lists of numbers), got {_preview(rows)}")
-    if n is not None and len(rows) != n:
-        raise _contract(f"sent {n} texts but received {len(rows)} vectors")
+# ------------------------------------------------------------------------------------------- responses
+def _decode(response: httpx.Response) -> Any:
     try:
-        vectors = np.asarray(rows, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise _contract(f"{key!r} holds vectors of different lengths or non-numbers") from None
-    if len(rows) == 0:
-        vectors = vectors.reshape(0, 0)
-    if vectors.ndim != 2 or (len(rows) and vectors.shape[1] == 0):
-        raise _contract(f"{key!r} must be a 2-D array of numbers, got shape {vectors.shape}")
-    if not np.isfinite(vectors).all():
-        raise _contract(f"{key!r} contains NaN or infinite values")
-    shape = result.get("shape")
-    if shape is not None and (
-        not isinstance(shape, list) or [int(s) for s in shape if isinstance(s, (int, float))] != list(vectors.shape)
-    ):
-        raise _contract(f"'shape' is {shape} but {key!r} has shape {list(vectors.shape)}")
-    pooling = result.get("pooling")
-    return EmbedResult(vectors, pooling if isinstance(pooling, str) else None)
-
-
-def _parse_scores(result: Any, n: int) -> np.ndarray:
-    """Output form 1 -> float32 ``(n,)`` in context order; entries are placed by ``id``, never by position."""
-    items = result.get("response") if isinstance(result, Mapping) else None
-    if not isinstance(items, list) or any(not isinstance(it, Mapping) for it in items):
-        raise _contract(f"expected 'response' as a list of {{id, score}} objects, got {_preview(items)}")
-    scores = np.full(n, np.nan, dtype=np.float32)
-    for it in items:
-        i, s = it.get("id"), it.get("score")
-        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
-            raise _contract(f"score id {i!r} is not a context index in [0, {n})")
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s):
-            raise _contract(f"score {s!r} for id {i} is not a finite number")
-        if not np.isnan(scores[i]):
-            raise _contract(f"context id {i} is scored twice")
-        scores[i] = s
-    missing = np.flatnonzero(np.isnan(scores))
-    if missing.size:
-        raise _contract(f"{missing.size} of {n} contexts have no score (first id {int(missing[0])})")
-    return scores
-
-
-def _unwrap_nested(obj: Any, has_content: Callable[[Mapping], bool]) -> Any:
-    """Accept the doubly nested ``{"result": {...}}`` form some batch results use."""
-    while isinstance(obj, Mapping) and not has_content(obj) and isinstance(obj.get("result"), Mapping):
-        obj = obj["result"]
-    return obj
-
-
-def _has_output(obj: Mapping) -> bool:
-    return any(k in obj for k in ("data", "response", "shape"))
-
-
-def _parse_poll(result: Any, request_id: str) -> BatchStatus | BatchResult:
-    result = _unwrap_nested(result, lambda o: "responses" in o or "status" in o)
-    if not isinstance(result, Mapping):
-        raise _contract(f"expected a batch status object, got {_preview(result)}")
-    if "responses" in result:
-        items = result["responses"]
-        if not isinstance(items, list) or any(not isinstance(it, Mapping) for it in items):
-            raise _contract(f"'responses' must be a list of objects, got {_preview(items)}")
-        responses = []
-        for pos, it in enumerate(items):
-            rid, ref = it.get("id", pos), it.get("external_reference")
-            if isinstance(rid, bool) or not isinstance(rid, int):
-                raise _contract(f"responses[{pos}].id is {rid!r}, not an integer")
-            inner = _unwrap_nested(it.get("result"), _has_output)
-            errors = it.get("errors") or (inner.get("errors") if isinstance(inner, Mapping) else None) or []
-            responses.append(
-                BatchResponse(
-                    id=rid,
-                    success=it.get("success", True) is not False,
-                    result=inner,
-                    external_reference=None if ref is None else str(ref),
-                    errors=tuple(e if isinstance(e, dict) else {"message": str(e)} for e in errors if e is not None),
-                )
-            )
-        responses.sort(key=lambda r: r.id)
-        if len({r.id for r in responses}) != len(responses):
-            raise _contract("two batch responses share one id")
-        usage = result.get("usage")
-        return BatchResult(request_id, tuple(responses), dict(usage) if isinstance(usage, Mapping) else None)
-    status = result.get("status")
-    if status in PENDING_STATUSES:
-        rid = result.get("request_id")
-        return BatchStatus(str(status), rid if isinstance(rid, str) and rid else request_id)
-    raise _contract(f"batch {request_id} has status {status!r} but no 'responses'")
-
-
-def _preview(obj: Any, limit: int = 120) -> str:
-    text = repr(obj)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    408: RequestTimeoutError,
-    413: PayloadTooLargeError,
-    429: RateLimitError,
-}
-_HINTS: dict[int, str] = {
-    401: f"check the API token (api_token= or {ENV_API_TOKEN})",
-    403: "the token needs the Workers AI permission, or the model is private to another account",
-    413: "send fewer or shorter texts per request",
-    429: "rate limited; wait, lower the request rate or raise max_retries",
-}
+        return response.json()
+    except ValueError:
+        return NOT_JSON
 
 
 def _status_error(response: httpx.Response) -> APIStatusError:
-    """Map an error answer (Cloudflare envelope or OpenAI-style ``error`` object) to a typed exception."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    errors: list[dict] = []
-    if isinstance(body, Mapping):
-        if isinstance(body.get("errors"), list):
-            errors = [e if isinstance(e, dict) else {"message": str(e)} for e in body["errors"]]
-        err = body.get("error")
-        if not errors and err:
-            errors = [dict(err) if isinstance(err, Mapping) else {"message": str(err)}]
-    code = next((_as_int(e.get("code")) for e in errors if _as_int(e.get("code")) is not None), None)
-    message = "; ".join(str(e.get("message", "")) for e in errors if e.get("message")) or (
-        response.text[:300].strip() or response.reason_phrase
-    )
-    status = response.status_code
-    cls = _STATUS_ERRORS.get(status) or (ServerError if status >= 500 else APIStatusError)
-    hint = _HINTS.get(status)
-    if code == 5006:
-        hint = "the input failed the model's schema; over-long inputs can be truncated with truncate_inputs=True"
-    text = f"Workers AI answered HTTP {status}" + (f" (code {code})" if code is not None else "") + f": {message}"
-    return cls(
-        text + (f" [{hint}]" if hint else ""),
-        status_code=status,
-        code=code,
-        errors=errors,
-        request_id=response.headers.get("cf-ai-req-id"),
-    )
-
-
-def _as_int(v: Any) -> int | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, str) and v.strip().isdigit():
-        return int(v)
-    return None
+    body = _decode(response)
+    return status_error(
+        response.status_code, None if body is NOT_JSON else body, text=response.text,
+        reason=response.reason_phrase, request_id=response.headers.get("cf-ai-req-id"),
+    )  # fmt: skip
 
 
 def _unwrap_envelope(response: httpx.Response) -> Any:
-    """The ``result`` of a 2xx envelope, or :class:`APIResponseError`."""
-    try:
-        body = response.json()
-    except ValueError:
-        raise _contract(f"HTTP {response.status_code} body is not JSON: {response.text[:200]!r}") from None
-    if not isinstance(body, Mapping):
-        raise _contract(f"expected the {{result, success, errors, messages}} envelope, got {_preview(body)}")
-    if body.get("success") is False or body.get("error"):
-        errs = body.get("errors") or [body.get("error")]
-        raise _contract(f"HTTP {response.status_code} with success=false: {_preview(errs, 300)}")
-    if "result" not in body:
-        raise _contract(f"the envelope has no 'result': {_preview(body)}")
-    return body["result"]
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date); ``None`` if absent/invalid."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+    return unwrap_envelope(response.status_code, _decode(response), response.text)
 
 
 # ------------------------------------------------------------------------------------------ input checks
@@ -509,7 +264,7 @@ class _Protocol:
         parts = []
         for chunk in _chunks(texts, MAX_TEXTS_PER_CALL):
             result = yield from self.call({"text": chunk, "truncate_inputs": flag})
-            parts.append(_parse_vectors(result, len(chunk), "data"))
+            parts.append(parse_vectors(result, len(chunk), "data"))
         return _merge(parts)
 
     def embed_contexts(self, contexts: Any, truncate_inputs: bool) -> _Plan[EmbedResult]:
@@ -519,7 +274,7 @@ class _Protocol:
         for chunk in _chunks(contexts, MAX_TEXTS_PER_CALL):
             payload = {"contexts": [{"text": t} for t in chunk], "truncate_inputs": flag}
             result = yield from self.call(payload)
-            parts.append(_parse_vectors(result, len(chunk), "response"))
+            parts.append(parse_vectors(result, len(chunk), "response"))
         return _merge(parts)
 
     def score(self, query: Any, contexts: Any, truncate_inputs: bool) -> _Plan[np.ndarray]:
@@ -530,7 +285,7 @@ class _Protocol:
         for chunk in _chunks(contexts, MAX_TEXTS_PER_CALL):
             payload = {"query": query, "contexts": [{"text": t} for t in chunk], "truncate_inputs": flag}
             result = yield from self.call(payload)
-            out.append(_parse_scores(result, len(chunk)))
+            out.append(parse_scores(result, len(chunk)))
         return np.concatenate(out)
 
     def submit(self, requests: Any, *, checked: bool = False) -> _Plan[str]:
@@ -545,7 +300,7 @@ class _Protocol:
         if not isinstance(request_id, str) or not request_id.strip():
             raise InputError(f"request_id must be a non-empty str, got {request_id!r}")
         result = yield from self.call({"request_id": request_id}, {"queueRequest": "true"})
-        return _parse_poll(result, request_id)
+        return parse_poll(result, request_id)
 
     def wait(
         self, request_id: Any, poll_interval: float, backoff: float, max_poll_interval: float, timeout: float | None

@@ -28,3 +28,11 @@ def tiny_bge_m3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny_bge_m3 import build_tiny_bge_m3
 
     return build_tiny_bge_m3(tmp_path_factory.mktemp("tiny-bge-m3"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bge_m3_encoder(tiny_bge_m3_dir: Path):
+    """The tiny model loaded once per session as a BGEM3Encoder on CPU, accepting inputs up to 8,192 tokens."""
+    from hybridsearch.encoders.bge_m3 import BGEM3Encoder
+
+    return BGEM3Encoder(str(tiny_bge_m3_dir), device="cpu", query_max_length=8192, passage_max_length=8192)
