@@ -86,7 +86,7 @@ def run_demo(*, dataset: str = "scifact", queries: int = 3, workdir: Path = Path
         t0 = time.perf_counter()
         res = index.search(q_encoded, k=100, candidates=100, **params)
         dt = (time.perf_counter() - t0) / len(qids) * 1e3
-        scores = evaluate(res.to_run(qids), ds.qrels, ("nDCG@10", "R@100"))
+        scores = evaluate(ds.qrels, res.to_run(qids), ("nDCG@10", "R@100"))
         rows.append((label, scores["nDCG@10"], scores["R@100"], dt))
     _say(f"\nRetrieval quality on {ds.name} ({len(qids)} queries, search only, encoding excluded)\n")
     _say(f"| {'mode':<30} | nDCG@10 | R@100 | ms/query |")
