@@ -204,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--workdir", default="indexes/built", help="where encoded data and the index are cached")
     d.add_argument("--rebuild", action="store_true", help="ignore cached encodings and index")
     d.set_defaults(func=_cmd_demo)
+
+    from .eval_cli import add_parser as add_eval_parser
+
+    add_eval_parser(sub)
     return p
 
 
