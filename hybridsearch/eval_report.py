@@ -76,8 +76,8 @@ def hybrid_statements(results: Sequence[DatasetResult], measure: str) -> list[st
     """Per dataset: does the best fused mode beat the best single mode, and by how much."""
     out = []
     for r in results:
-        single = [(s.evaluation.means[measure], s.system.label) for s in r.results if s.system.mode not in _FUSED]
-        fused = [(s.evaluation.means[measure], s.system.label) for s in r.results if s.system.mode in _FUSED]
+        single = [(s.evaluation.means[measure], _label(r, s.system.label)) for s in r.results if s.system.mode not in _FUSED]
+        fused = [(s.evaluation.means[measure], _label(r, s.system.label)) for s in r.results if s.system.mode in _FUSED]
         if not single or not fused:
             continue
         (bs, bsl), (bf, bfl) = max(single), max(fused)
