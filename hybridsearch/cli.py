@@ -4,6 +4,7 @@
     hybridsearch index --dataset scifact --encoder dense=minilm,sparse=bm25 --out indexes/built/scifact
     hybridsearch search indexes/built/scifact "what causes cancer?" --mode hybrid
     hybridsearch demo
+    hybridsearch doctor
 """
 
 from __future__ import annotations
@@ -205,8 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rebuild", action="store_true", help="ignore cached encodings and index")
     d.set_defaults(func=_cmd_demo)
 
+    from . import doctor
     from .eval_cli import add_parser as add_eval_parser
 
+    doctor.add_parser(sub)
     add_eval_parser(sub)
     return p
 
