@@ -34,7 +34,10 @@ from .metrics import MEASURES, Evaluation, MissingPolicy, evaluate_run
 from .runs import read_run, write_run
 from .types import Encoded
 
-__all__ = ["LEXICAL_PRESETS", "SystemResult", "dataset_language", "evaluate_dataset", "parse_modes"]
+__all__ = [
+    "LEXICAL_PRESETS", "Encodings", "SystemResult", "dataset_language", "encode_dataset", "evaluate_dataset", "parse_modes",
+    "run_systems",
+]
 
 #: Word analysis and BM25 parameters of ``bm25-word`` per language (Lucene-style language analysis). English uses
 #: bm25s's defaults (Lucene-method BM25, k1 1.5, b 0.75, the 33 Lucene stopwords, Snowball stemming) so that the
@@ -188,45 +191,38 @@ def _search(index: Any, q: Encoded, system: System, k: int, batch: int = 256) ->
                 {m: np.concatenate([p.ranks[m] for p in parts]) for m in parts[0].ranks})
 
 
-def evaluate_dataset(
-    dataset: str,
-    encoder: str,
-    systems: Sequence[System],
-    *,
-    workdir: str | Path = "runs",
-    measures: Sequence[str] = MEASURES,
-    depth: int = 1000,
-    missing: MissingPolicy = "zero",
-    options: dict[str, dict[str, Any]] | None = None,
-    show_progress: bool = True,
-    log: Callable[[str], None] = lambda s: None,
-) -> DatasetResult:
-    """Run ``systems`` with ``encoder`` on ``dataset``, write their runs, score them (see the module docstring).
+@dataclass
+class Encodings:
+    """A dataset encoded by one encoder spec: document ``ids`` and ``texts``, ``corpus`` and ``queries``
+    (:class:`Encoded` sharing one :class:`EncoderInfo`), the ``parts`` used and their ``options``."""
 
-    ``options`` gives encoder options per part name (``{"bm25-word": {"k1": 1.2}}``). Raises
-    :class:`~hybridsearch.errors.ConfigError` for unknown encoders or modes and for a mode the encoder lacks.
-    """
-    from .index import HybridIndex
+    dataset: Dataset
+    ids: list[str]
+    texts: list[str]
+    corpus: Encoded
+    queries: Encoded
+    parts: dict[str, Encoder]
+    options: dict[str, dict[str, Any]]
+    encode_s: dict[str, float]
 
+
+def encode_dataset(
+    ds: Dataset, encoder: str, *, workdir: str | Path = "runs", options: dict[str, dict[str, Any]] | None = None,
+    show_progress: bool = True, log: Callable[[str], None] = lambda s: None,
+) -> Encodings:
+    """Encode ``ds``'s corpus and judged queries with ``encoder`` (a spec, see the module docstring), reusing
+    encodings cached under ``workdir/cache`` for the same dataset and encoder fingerprint."""
     views = parse_encoder(encoder)
-    for s in systems:
-        need = {"dense+sparse": ["dense", "sparse"], "all": ["dense", "sparse", "multivector"]}.get(s.mode, [s.mode])
-        missing_views = [v for v in need if v not in views]
-        if missing_views:
-            raise ConfigError(f"mode {s.label!r} needs {', '.join(missing_views)} views, which encoder {encoder!r} does not give")
-    ds = load_dataset(dataset)
-    lang = dataset_language(dataset)
+    lang = dataset_language(ds.name)
     options = options or {}
-    if views == {"sparse": "bm25s"}:
-        return _bm25s_dataset(ds, lang, workdir, measures, depth, missing, options.get("bm25s", {}), log)
-    log(f"{dataset}: reading the corpus ...")
+    log(f"{ds.name}: reading the corpus ...")
     docs = list(ds.corpus)
     texts = [d.contents for d in docs]
     ids = [d.doc_id for d in docs]
     del docs
-    cache = Path(workdir) / "cache" / _slug(dataset)
+    cache = Path(workdir) / "cache" / _slug(ds.name)
     parts: dict[str, Encoder] = {}
-    for view, name in views.items():
+    for name in views.values():
         if name not in parts:
             parts[name] = _part(name, lang, options.get(name, {}))
     timings: dict[str, float] = {}
@@ -234,7 +230,7 @@ def evaluate_dataset(
     query_views: dict[str, Any] = {}
     for name, enc in parts.items():
         mine = [v for v, n in views.items() if n == name]
-        log(f"{dataset}: encodings of {name} ({', '.join(mine)}) ...")
+        log(f"{ds.name}: encodings of {name} ({', '.join(mine)}) ...")
         c, q = _encodings(enc, name, ds, texts, cache, mine, show_progress, timings)
         for v in mine:
             corpus_views[v], query_views[v] = getattr(c, v), getattr(q, v)
@@ -242,16 +238,20 @@ def evaluate_dataset(
         info = next(iter(parts.values())).info
     else:
         info = CompositeEncoder(**{v: parts[n] for v, n in views.items()}).info
-    corpus = Encoded(**corpus_views, encoder=info)
-    queries = Encoded(**query_views, encoder=info)
-    index = HybridIndex()
-    index.add(ids, corpus)
+    used = {n: {**(LEXICAL_PRESETS.get(lang, {}) if n == "bm25-word" else {}), **options.get(n, {})} for n in parts}
+    return Encodings(ds, ids, texts, Encoded(**corpus_views, encoder=info), Encoded(**query_views, encoder=info),
+                     parts, used, timings)
+
+
+def run_systems(
+    ds: Dataset, index: Any, queries: Encoded, systems: Sequence[System], run_dir: Path, tag_prefix: str, *,
+    measures: Sequence[str] = MEASURES, depth: int = 1000, missing: MissingPolicy = "zero", show_progress: bool = True,
+) -> list[SystemResult]:
+    """Search ``index`` with ``queries`` (rows in ``ds.queries`` order) for each system, write or reuse its run
+    file under ``run_dir``, and score it."""
     qids = list(ds.queries)
-    run_dir = Path(workdir) / _slug(dataset) / f"{_slug(encoder)}-{info.fingerprint[:16]}"
-    out = DatasetResult(dataset, encoder, info.to_dict(),
-                        {n: {**(LEXICAL_PRESETS.get(lang, {}) if n == "bm25-word" else {}), **options.get(n, {})} for n in parts},
-                        ds.note, encode_s=timings)
-    with progress(len(systems), f"{dataset} modes", unit="modes", enabled=show_progress) as bar:
+    out = []
+    with progress(len(systems), f"{ds.name} modes", unit="modes", enabled=show_progress) as bar:
         for s in systems:
             path = run_dir / f"{_slug(s.label)}.trec"
             qps = None
@@ -263,9 +263,57 @@ def evaluate_dataset(
                 hits = _search(index, queries, s, depth)
                 qps = len(qids) / max(time.perf_counter() - t0, 1e-9)
                 run = hits.to_run(qids)
-                write_run(path, run, _slug(f"{dataset}.{encoder}.{s.label}"))
-            out.results.append(SystemResult(s, evaluate_run(ds.qrels, run, measures, missing=missing), qps, path, resumed))
+                write_run(path, run, _slug(f"{tag_prefix}.{s.label}"))
+            out.append(SystemResult(s, evaluate_run(ds.qrels, run, measures, missing=missing), qps, path, resumed))
             bar.update(1)
+    return out
+
+
+def check_systems(encoder: str, systems: Sequence[System]) -> None:
+    """Raise :class:`~hybridsearch.errors.ConfigError` when a mode needs a view ``encoder`` does not give."""
+    views = parse_encoder(encoder)
+    for s in systems:
+        need = {"dense+sparse": ["dense", "sparse"], "all": ["dense", "sparse", "multivector"]}.get(s.mode, [s.mode])
+        missing_views = [v for v in need if v not in views]
+        if missing_views:
+            raise ConfigError(f"mode {s.label!r} needs {', '.join(missing_views)} views, which encoder {encoder!r} does not give")
+
+
+def evaluate_dataset(
+    dataset: str | Dataset,
+    encoder: str,
+    systems: Sequence[System],
+    *,
+    workdir: str | Path = "runs",
+    measures: Sequence[str] = MEASURES,
+    depth: int = 1000,
+    missing: MissingPolicy = "zero",
+    options: dict[str, dict[str, Any]] | None = None,
+    show_progress: bool = True,
+    log: Callable[[str], None] = lambda s: None,
+) -> DatasetResult:
+    """Run ``systems`` with ``encoder`` on ``dataset`` (a name or a :class:`Dataset`), write their runs, score them
+    (see the module docstring).
+
+    ``options`` gives encoder options per part name (``{"bm25-word": {"k1": 1.2}}``). Raises
+    :class:`~hybridsearch.errors.ConfigError` for unknown encoders or modes and for a mode the encoder lacks.
+    """
+    from .index import HybridIndex
+
+    check_systems(encoder, systems)
+    ds = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    options = options or {}
+    if parse_encoder(encoder) == {"sparse": "bm25s"}:
+        return _bm25s_dataset(ds, dataset_language(ds.name), workdir, measures, depth, missing, options.get("bm25s", {}), log)
+    enc = encode_dataset(ds, encoder, workdir=workdir, options=options, show_progress=show_progress, log=log)
+    index = HybridIndex()
+    index.add(enc.ids, enc.corpus)
+    info = enc.corpus.encoder
+    assert info is not None
+    run_dir = Path(workdir) / _slug(ds.name) / f"{_slug(encoder)}-{info.fingerprint[:16]}"
+    out = DatasetResult(ds.name, encoder, info.to_dict(), enc.options, ds.note, encode_s=enc.encode_s)
+    out.results = run_systems(ds, index, enc.queries, systems, run_dir, f"{ds.name}.{encoder}", measures=measures,
+                              depth=depth, missing=missing, show_progress=show_progress)
     return out
 
 
