@@ -59,8 +59,15 @@ def _say(msg: str, quiet: bool = False) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from .eval_report import (
-        check_expected, detail_tables, groups, hybrid_statements, load_expected, markdown_table, to_json,
-        update_expected, write_reports,
+        check_expected,
+        detail_tables,
+        groups,
+        hybrid_statements,
+        load_expected,
+        markdown_table,
+        to_json,
+        update_expected,
+        write_reports,
     )
     from .experiments import evaluate_dataset, parse_modes
 

@@ -341,7 +341,7 @@ def bm25s_run(ds: Dataset, lang: str, depth: int, options: dict[str, Any] | None
     qtok = bm25s.tokenize([ds.queries[q] for q in qids], stopwords=opts["stopwords"], stemmer=stemmer, show_progress=False)
     found, scores = retriever.retrieve(qtok, k=min(depth, len(docs)), show_progress=False)
     qps = len(qids) / max(time.perf_counter() - t0, 1e-9)
-    run = {q: {docs[j].doc_id: float(s) for j, s in zip(found[i], scores[i]) if s > 0} for i, q in enumerate(qids)}
+    run = {q: {docs[j].doc_id: float(s) for j, s in zip(found[i], scores[i], strict=True) if s > 0} for i, q in enumerate(qids)}
     return run, qps
 
 
