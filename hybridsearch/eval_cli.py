@@ -111,6 +111,11 @@ def run_eval(args: argparse.Namespace) -> int:
     notes = {r.note for r in results if r.note}
     for line in hybrid_statements(results, main):
         print(line)
+    if args.significance:
+        from .eval_report import significance_lines
+
+        for line in significance_lines(results, main):
+            print(line)
     for n in sorted(notes):
         print(f"Note: {n}.")
     described: dict[str, str] = {}
@@ -165,6 +170,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--check", help="an expected-results file: run its configurations, fail on drift beyond tolerance")
     p.add_argument("--quick", action="store_true", help="with --check: only the entries marked quick (what CI runs)")
     p.add_argument("--update", action="store_true", help="with --check: rewrite the file's expected values from this run")
+    p.add_argument("--significance", action="store_true",
+                   help="paired t-test and randomisation test of every row against each dataset's first row")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     p.set_defaults(func=run_eval)
     return p

@@ -19,7 +19,7 @@ from ._atomic import write_text_atomic
 from .errors import ConfigError, InputError
 from .experiments import DatasetResult
 
-__all__ = ["check_expected", "hybrid_statements", "load_expected", "markdown_table", "plot", "to_csv", "to_json"]
+__all__ = ["check_expected", "hybrid_statements", "significance_lines", "load_expected", "markdown_table", "plot", "to_csv", "to_json"]
 
 
 def _label(r: DatasetResult, mode: str) -> str:
@@ -83,6 +83,32 @@ def hybrid_statements(results: Sequence[DatasetResult], measure: str) -> list[st
         (bs, bsl), (bf, bfl) = max(single), max(fused)
         verdict = "beats" if bf > bs else "does not beat"
         out.append(f"{r.dataset}: hybrid {bfl} ({bf:.3f}) {verdict} the best single mode {bsl} ({bs:.3f}) by {bf - bs:+.3f} {measure}")
+    return out
+
+
+def significance_lines(results: Sequence[DatasetResult], measure: str, *, n_resamples: int = 10_000) -> list[str]:
+    """Per dataset, every row against the dataset's first row: the difference in ``measure`` and the paired
+    t-test and randomisation-test p-values (see :mod:`hybridsearch.significance`), over the queries both score."""
+    import numpy as np
+
+    from .significance import paired_test
+
+    out = []
+    for d in dict.fromkeys(r.dataset for r in results):
+        rows = [(_label(r, s.system.label), s.evaluation.per_query[measure]) for r in results if r.dataset == d for s in r.results]
+        if len(rows) < 2:
+            continue
+        base_label, base = rows[0]
+        for label, pq in rows[1:]:
+            common = [q for q in base if q in pq]
+            if len(common) < 2:
+                continue
+            a = np.array([base[q] for q in common])
+            b = np.array([pq[q] for q in common])
+            t = paired_test(a, b, "t-test")
+            rnd = paired_test(a, b, "randomization", n_resamples=n_resamples)
+            out.append(f"{d}: {label} vs {base_label}: {b.mean() - a.mean():+.4f} {measure} over {len(common)} queries, "
+                       f"paired t-test p={t:.4g}, randomization p={rnd:.4g}")
     return out
 
 

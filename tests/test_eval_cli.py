@@ -47,6 +47,11 @@ def test_eval_writes_json_reports_and_runs_and_resumes(data_root, tmp_path, caps
     assert main(argv) == 0
     assert "cached" in capsys.readouterr().out
     assert json.loads(out.read_text())["results"] == doc["results"]
+    # two encoders side by side, with paired significance tests of the second against the first
+    assert main([*argv[:4], "bm25,bm25-word", *argv[5:], "--significance"]) == 0
+    printed = capsys.readouterr().out
+    assert "miracl-subset/yo: bm25-word sparse vs bm25 sparse: +0.1867 nDCG@10 over 53 queries, paired t-test p=" in printed
+    assert [d["encoder"] for d in json.loads(out.read_text())["datasets"]] == ["bm25", "bm25-word"]
 
 
 def test_eval_errors_are_clear(data_root, tmp_path, capsys):
