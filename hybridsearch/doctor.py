@@ -297,5 +297,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="print versions, extras, data and GPU status (paste it into bug reports)")
     d.add_argument("--json", action="store_true", help="print the report as JSON")
     d.add_argument("--no-imports", action="store_true", help="skip importing the extras (faster; versions only)")
-    d.set_defaults(func=run)
+    # Importing every extra takes seconds: the property tests exercise it at the argument level only.
+    d.set_defaults(func=run, long_running=True)
     return d

@@ -36,6 +36,7 @@ class CompositeEncoder(Encoder):
             raise ConfigError("CompositeEncoder needs at least one of dense=, sparse=, multivector=")
         self.supported_outputs = tuple(m for m in MODES if m in self.parts)
         self.default_outputs = self.supported_outputs
+        self.encodes_empty = all(p.encodes_empty for p in self.parts.values())
 
     @classmethod
     def from_spec(cls, spec: str) -> CompositeEncoder:
