@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 
 __all__ = ["add_parser", "run_eval"]
 
@@ -71,7 +71,17 @@ def run_eval(args: argparse.Namespace) -> int:
     )
     from .experiments import evaluate_dataset, parse_modes
 
+    from .metrics import parse_measure
+
     measures = _split(args.measures)
+    if not measures:
+        raise ConfigError("--measures is empty; e.g. --measures nDCG@10,R@100")
+    for m in measures:
+        parse_measure(m)
+    if args.depth < 1:
+        raise ConfigError(f"--depth must be a positive number of documents, got {args.depth}")
+    if (args.quick or args.update) and not args.check:
+        raise ConfigError("--quick and --update go with --check FILE")
     main = measures[0]
     options = _options(args.option)
     log = (lambda s: None) if args.quiet else (lambda s: _say(s))
@@ -124,12 +134,15 @@ def run_eval(args: argparse.Namespace) -> int:
             described[r.dataset] = r.results[0].evaluation.describe()
     for dataset, text in described.items():
         print(f"{dataset}: trec_eval through pytrec_eval, {text}.")
-    written = write_reports(results, main, args.out_dir) if args.out_dir else []
-    if args.json:
-        p = Path(args.json)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(to_json(results), indent=1) + "\n", encoding="utf-8")
-        written.append(p)
+    try:
+        written = write_reports(results, main, args.out_dir) if args.out_dir else []
+        if args.json:
+            p = Path(args.json)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(json.dumps(to_json(results), indent=1) + "\n", encoding="utf-8")
+            written.append(p)
+    except OSError as exc:
+        raise InputError(f"cannot write the reports: {exc}") from None
     for p in written:
         _say(f"wrote {p}", args.quiet)
     if doc is not None:
