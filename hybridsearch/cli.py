@@ -2,7 +2,7 @@
 
     hybridsearch encode --encoder bm25 corpus.jsonl --out corpus.npz
     hybridsearch index --dataset scifact --encoder dense=minilm,sparse=bm25 --out indexes/built/scifact
-    hybridsearch search indexes/built/scifact "what causes cancer?" --mode hybrid
+    hybridsearch search indexes/built/scifact "what causes cancer?" --mode dense+sparse
     hybridsearch demo
     hybridsearch doctor
 
@@ -40,6 +40,7 @@ from .errors import (
     RequestTimeoutError,
     ServerError,
 )
+from .modes import SEARCH_MODES
 
 __all__ = ["ArgumentParser", "build_parser", "exit_status", "main", "parse_filter_arg"]
 
@@ -221,7 +222,9 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from .encoders import get_encoder
     from .encoders.stateful import fit_or_load
     from .encoders.stored import check_savable, save_encoder
+    from .fusion import parse_fusion
     from .index import HybridIndex
+    from .retriever import write_retriever_config
     from .textfiles import read_documents, read_lines
     from .types import Encoded
 
@@ -231,6 +234,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} exists and is not a directory")
+    if args.fusion:
+        parse_fusion(args.fusion)  # refuse a bad --fusion before any work
     options = _parse_options(args.option)
     encoder = None
     empty: list[str] = []
@@ -273,6 +278,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     out = index.save(args.out)
     if encoder is not None:
         save_encoder(out, args.encoder, options, encoder)
+    write_retriever_config(out, mode=args.mode, fusion=args.fusion, candidates=args.candidates)
     print(
         f"indexed {len(index):,} documents ({', '.join(index.modes)}{_empty_note(empty, args.empty_documents)}) "
         f"in {time.perf_counter() - t0:.2f}s -> {out}"
@@ -283,29 +289,28 @@ def _cmd_index(args: argparse.Namespace) -> int:
 def _cmd_search(args: argparse.Namespace) -> int:
     from .encoders import get_encoder, is_empty_text
     from .encoders.stateful import fit_or_load
-    from .encoders.stored import load_encoder
-    from .index import HybridIndex
+    from .retriever import Retriever
 
     if is_empty_text(args.query):
         raise InputError("the query is empty or whitespace-only; an empty query matches nothing: pass some words")
     flt = parse_filter_arg(args.filter) if args.filter is not None else None
-    index = HybridIndex.load(args.index)
+    encoder = None
     if args.encoder:
         encoder = get_encoder(args.encoder, **_parse_options(args.option))
         fit_or_load(encoder, [], state=args.state, fit=False)
-    else:
-        encoder = load_encoder(args.index)
-    query = encoder.encode_queries([args.query])
+    retriever = Retriever.load(args.index, encoder=encoder, mode=args.mode, fusion=args.fusion, candidates=args.candidates)
+    n = len(retriever.index)
     t0 = time.perf_counter()
-    k = min(args.k, max(len(index), 1)) if args.k > 0 else args.k  # no more hits than documents (k=10**12 is fine)
-    hits = index.search(query, k=k, mode=args.mode, filter=flt, candidates=args.candidates, fusion=args.fusion)
+    k = min(args.k, max(n, 1)) if args.k > 0 else args.k  # no more hits than documents (k=10**12 is fine)
+    hits = retriever.retrieve([args.query], k=k, filter=flt)
     dt = (time.perf_counter() - t0) * 1e3
     results = hits[0]
     if args.json:
-        print(json.dumps([{"doc_id": h.doc_id, "score": h.score, "ranks": h.ranks, "text": h.text, "metadata": h.metadata}
-                          for h in results], ensure_ascii=False, indent=2))
+        print(json.dumps([{"doc_id": h.doc_id, "score": h.score, "ranks": h.ranks, "scores": h.scores, "text": h.text,
+                           "metadata": h.metadata} for h in results], ensure_ascii=False, indent=2))
         return 0
-    print(f"{len(results)} hits in {dt:.2f} ms ({args.mode or 'auto'} mode, {len(index):,} documents)")
+    mode = retriever.resolve_mode()
+    print(f"{len(results)} hits in {dt:.2f} ms ({mode} mode, {len(retriever.index):,} documents)")
     for i, h in enumerate(results, 1):
         ranks = " ".join(f"{m}#{r}" if r else f"{m}#-" for m, r in h.ranks.items())
         text = (h.text or "").replace("\n", " ")
@@ -358,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--multivector-compression", default="binary", help="fp32, fp16, int8 or binary")
     i.add_argument("--multivector-pool-factor", type=int, default=1, help="token pooling factor for multi-vectors")
     i.add_argument("--empty-documents", choices=EMPTY_POLICIES, help=EMPTY_HELP)
+    i.add_argument("--mode", choices=SEARCH_MODES, help="default search mode recorded for 'search' (default: hybrid when possible)")
+    i.add_argument("--fusion", help="default fusion recorded for 'search' (default: rrf)")
+    i.add_argument("--candidates", type=int, help="default candidates per first stage recorded for 'search' (default 100)")
     i.add_argument("--out", required=True, help="index directory to write")
     i.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     i.set_defaults(func=_cmd_index)
@@ -365,10 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="search an index directory and print the hits")
     s.add_argument("index", help="index directory written by 'hybridsearch index'")
     s.add_argument("query", help="query text (an empty or whitespace-only query is an error, exit status 2)")
-    s.add_argument("--mode", choices=["dense", "sparse", "multivector", "hybrid"], help="default: hybrid when possible")
+    s.add_argument("--mode", choices=SEARCH_MODES, help="bge-m3 paper modes; default: the index's recorded mode, else hybrid when possible")
     s.add_argument("-k", type=int, default=10, help="number of hits")
-    s.add_argument("--candidates", type=int, default=100, help="candidates per first stage in hybrid/multivector modes")
-    s.add_argument("--fusion", default="rrf", help="rrf, weighted_sum, minmax, or e.g. 'weighted_sum(dense=1,sparse=0.3)'")
+    s.add_argument("--candidates", type=int, help="candidates per first stage in fused/multivector modes (default: recorded, else 100)")
+    s.add_argument("--fusion", help="rrf, weighted_sum, minmax, dbsf, zscore, or e.g. 'weighted_sum(dense=1,sparse=0.3)' (default: recorded, else rrf)")
     s.add_argument("--filter", help='metadata filter as JSON, e.g. \'{"year": {"$gte": 2000}}\'')
     s.add_argument("--encoder", help="query encoder (default: the one recorded in the index directory)")
     s.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE", help="encoder option, repeatable")
