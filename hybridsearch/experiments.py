@@ -31,6 +31,7 @@ from .encoders.base import Encoder
 from .encoders.composite import CompositeEncoder
 from .errors import ConfigError
 from .metrics import MEASURES, Evaluation, MissingPolicy, evaluate_run
+from .modes import PAPER_MODES
 from .runs import read_run, write_run
 from .types import Encoded
 
@@ -52,7 +53,7 @@ LEXICAL_PRESETS: dict[str, dict[str, Any]] = {
 
 _DENSE = ("minilm", "bge-m3", "workers-ai")
 _LEXICAL = ("bm25", "bm25-word")
-_MODES = ("dense", "sparse", "multivector", "dense+sparse", "all")
+_MODES = PAPER_MODES
 _SAFE = re.compile(r"[^A-Za-z0-9_.,=()+-]")
 
 
@@ -175,10 +176,10 @@ def _encodings(
 
 
 def _search(index: Any, q: Encoded, system: System, k: int, batch: int = 256) -> Any:
-    if system.mode in ("dense", "sparse", "multivector"):
-        kw: dict[str, Any] = {"mode": system.mode, "candidates": k}
-    else:
-        kw = {"mode": "hybrid", "fusion": system.fusion or "rrf", "candidates": k, "rerank": system.mode == "all"}
+    # The paper's mode names, as HybridIndex.search and the Retriever take them (hybridsearch.modes).
+    kw: dict[str, Any] = {"mode": system.mode, "candidates": k}
+    if system.fusion is not None:
+        kw["fusion"] = system.fusion
     parts = [index.search(q[i : i + batch], k=k, **kw) for i in range(0, len(q), batch)]
     if len(parts) == 1:
         return parts[0]
