@@ -161,7 +161,7 @@ def main() -> int:
     q_all = Encoded(dense=q_dense, sparse=q_sparse, encoder=info)
 
     def score(hits: Any) -> dict[str, float]:
-        return {m: round(v, 4) for m, v in evaluate(hits.to_run(qids), ds.qrels, METRICS).items()}
+        return {m: round(v, 4) for m, v in evaluate(ds.qrels, hits.to_run(qids), METRICS).items()}
 
     rows: list[dict[str, Any]] = []
     t = time.perf_counter()
