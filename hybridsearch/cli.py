@@ -260,7 +260,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     else:
         if not args.encoder:
             raise InputError("--encoder is required with --dataset or --input")
-        docs = load_dataset(args.dataset).corpus if args.dataset else read_documents(args.input)
+        docs = list(load_dataset(args.dataset).corpus) if args.dataset else read_documents(args.input)
         docs, empty = _empty_policy(docs, args.empty_documents)
         ids, texts = [d.doc_id for d in docs], [d.contents for d in docs]
         metadata = [_metadata(d) for d in docs]
