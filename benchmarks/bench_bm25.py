@@ -88,7 +88,7 @@ def ndcg10(enc: BM25Encoder | BM25WordEncoder, ds: Dataset, k: int = 100) -> flo
     for i, q in enumerate(qids):
         top = np.argpartition(-scores[i], k)[:k]
         run[q] = {doc_ids[j]: float(scores[i, j]) for j in top if scores[i, j] > 0}
-    return round(evaluate(run, ds.qrels, ["nDCG@10"])["nDCG@10"], 4)
+    return round(evaluate(ds.qrels, run, ["nDCG@10"])["nDCG@10"], 4)
 
 
 def main() -> None:

@@ -186,8 +186,8 @@ def rerank_scifact(enc: dict[str, Any], depth: int, max_queries: int | None, doc
                 scores[i] = store.maxsim(queries.take([i]), cand[i : i + 1])[0]
                 times.append(time.perf_counter() - t0)
         run = {q: {doc_ids[j]: float(s) for j, s in zip(cand[i], scores[i], strict=True)} for i, q in enumerate(qids)}
-        metrics = evaluate(run, qrels, ("nDCG@10", "R@10"))
-        pq = per_query(run, qrels, "nDCG@10")
+        metrics = evaluate(qrels, run, ("nDCG@10", "R@10"))
+        pq = per_query(qrels, run, "nDCG@10")
         per_q[label] = np.array([pq[q] for q in sorted(pq)])
         if fp32_scores is None:
             fp32_scores = scores
@@ -229,7 +229,7 @@ def rerank_scifact(enc: dict[str, Any], depth: int, max_queries: int | None, doc
         "mean_doc_tokens": round(float(docs.lengths.mean()), 1),
         "mean_query_tokens": round(float(queries.lengths.mean()), 1),
         "candidates": f"top-{depth} of MiniLM dense brute force (mean of token vectors)",
-        "first_stage": {k: round(v, 4) for k, v in evaluate(first_stage, qrels, ("nDCG@10", f"R@{depth}")).items()},
+        "first_stage": {k: round(v, 4) for k, v in evaluate(qrels, first_stage, ("nDCG@10", f"R@{depth}")).items()},
         "results": results,
     }
 

@@ -151,8 +151,9 @@ def main() -> int:
     ds = load_dataset("scifact")
     qids = list(ds.queries)[: args.queries]
     queries = [ds.queries[q] for q in qids]
-    texts = [d.contents for d in ds.corpus]
-    ids = [d.doc_id for d in ds.corpus]
+    corpus = list(ds.corpus)
+    texts = [d.contents for d in corpus]
+    ids = [d.doc_id for d in corpus]
     c = args.candidates
 
     print(f"SciFact: {len(texts):,} documents, {len(qids)} queries; fitting BM25, MiniLM vectors ...", flush=True)
@@ -170,7 +171,7 @@ def main() -> int:
     qrels = {q: ds.qrels[q] for q in qids if q in ds.qrels}
 
     def score(hits: Any) -> dict[str, float]:
-        return {m: round(v, 4) for m, v in evaluate(hits.to_run(qids), qrels, METRICS).items()}
+        return {m: round(v, 4) for m, v in evaluate(qrels, hits.to_run(qids), METRICS).items()}
 
     rows: list[dict[str, Any]] = []
     t = time.perf_counter()
@@ -237,7 +238,7 @@ def main() -> int:
                 server.delay = delay
                 rr = ScoringAPIReranker(base_url=server.base_url, time_budget=tb)
                 hits, times = rerank_each(rr, queries[:n], first[:n])
-                nd = evaluate(hits.to_run(sub_ids), sub_qrels, ("nDCG@10",))["nDCG@10"]
+                nd = evaluate(sub_qrels, hits.to_run(sub_ids), ("nDCG@10",))["nDCG@10"]
                 runs[name] = {
                     "degraded_share": round(float((~hits.reranked).mean()), 3), "p50_ms": round(pct(times, 50) * 1e3, 1),
                     "p99_ms": round(pct(times, 99) * 1e3, 1), "max_ms": round(max(times) * 1e3, 1), "nDCG@10": round(nd, 4),
@@ -245,7 +246,7 @@ def main() -> int:
                 print(f"slow scorer, {name}: {runs[name]}", flush=True)
                 rr.close()
             server.delay = lambda: 0.0
-            fast = evaluate(first[:n].to_run(sub_ids), sub_qrels, ("nDCG@10",))["nDCG@10"]
+            fast = evaluate(sub_qrels, first[:n].to_run(sub_ids), ("nDCG@10",))["nDCG@10"]
             results["time_budget"] = {"queries": n, "delay": f"uniform [0, {2 * budget:g}] s per call", "budget_s": budget,
                                       "bm25_nDCG@10_same_queries": round(fast, 4), "runs": runs}
 

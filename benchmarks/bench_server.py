@@ -65,7 +65,7 @@ def build_index(workdir: Path, docs: int | None) -> Path:
         if docs is not None:
             subset = workdir / f"scifact-{docs}.jsonl"
             with subset.open("w", encoding="utf-8") as f:
-                for d in load_dataset("scifact").corpus[:docs]:
+                for d in list(load_dataset("scifact").corpus)[:docs]:
                     f.write(json.dumps({"_id": d.doc_id, "title": d.title, "text": d.text}) + "\n")
             source = ["--input", str(subset)]
         rc = main(["index", *source, "--encoder", "dense=minilm,sparse=bm25", "--out", str(out), "-q"])

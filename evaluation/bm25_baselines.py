@@ -30,7 +30,7 @@ def run(dataset: str, encoder_name: str) -> dict[str, float]:
     t0 = time.perf_counter()
     hits = index.search(encoder.encode_queries([ds.queries[q] for q in qids]), k=100, mode="sparse")
     ms = (time.perf_counter() - t0) / len(qids) * 1e3
-    return {**evaluate(hits.to_run(qids), ds.qrels, ("nDCG@10", "R@100")), "ms_per_query": ms}
+    return {**evaluate(ds.qrels, hits.to_run(qids), ("nDCG@10", "R@100")), "ms_per_query": ms}
 
 
 def main() -> int:

@@ -260,7 +260,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     else:
         if not args.encoder:
             raise InputError("--encoder is required with --dataset or --input")
-        docs = load_dataset(args.dataset).corpus if args.dataset else read_documents(args.input)
+        docs = list(load_dataset(args.dataset).corpus) if args.dataset else read_documents(args.input)
         docs, empty = _empty_policy(docs, args.empty_documents)
         ids, texts = [d.doc_id for d in docs], [d.contents for d in docs]
         metadata = [_metadata(d) for d in docs]
@@ -392,9 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_demo, long_running=True)
 
     from . import doctor
+    from .eval_cli import add_parser as add_eval_parser
     from .scale.cli import add_parser as add_encode_corpus
 
     doctor.add_parser(sub)
+    add_eval_parser(sub)
     add_encode_corpus(sub)
 
     from .server.cli import add_parser as add_serve_parser  # fastapi/uvicorn are imported only when serving

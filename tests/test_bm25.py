@@ -323,7 +323,7 @@ def _ndcg10(enc: BM25Encoder | BM25WordEncoder, ds: Dataset, k: int = 100) -> fl
     for i, q in enumerate(qids):
         top = np.argpartition(-scores[i], k)[:k]
         run[q] = {doc_ids[j]: float(scores[i, j]) for j in top if scores[i, j] > 0}
-    return evaluate(run, ds.qrels, ["nDCG@10"])["nDCG@10"]
+    return evaluate(ds.qrels, run, ["nDCG@10"])["nDCG@10"]
 
 
 @pytest.mark.slow

@@ -64,7 +64,7 @@ def test_to_run_feeds_evaluate():
     run = hits.to_run(["q1", "q2"])
     assert run == {"q1": {"a": 2.5, "b": 1.25}, "q2": {"c": 0.5}}
     assert hits.to_run() == {"0": run["q1"], "1": run["q2"]}
-    scores = evaluate(run, {"q1": {"b": 1}, "q2": {"z": 1}}, ["nDCG@10"])
+    scores = evaluate({"q1": {"b": 1}, "q2": {"z": 1}}, run, ["nDCG@10"])
     assert scores["nDCG@10"] == pytest.approx((1 / np.log2(3)) / 2)
     with pytest.raises(InputError, match="2 queries"):
         hits.to_run(["q1"])

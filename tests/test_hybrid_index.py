@@ -456,7 +456,7 @@ def test_scifact_bm25_end_to_end(data_root, tmp_path):
     s = (q.sparse @ docs.sparse.T).toarray()
     rows, scores = topk(np.where(s > 0, s, -np.inf).astype(np.float32), np.arange(len(texts)), 100)
     assert_same_ranking(hits.rows, hits.scores, rows, scores, s)  # float sums may order near-ties differently
-    quality = evaluate(hits.to_run(qids), ds.qrels, ("nDCG@10", "R@100"))
+    quality = evaluate(ds.qrels, hits.to_run(qids), ("nDCG@10", "R@100"))
     assert quality["nDCG@10"] > 0.60 and quality["R@100"] > 0.85  # BM25 on SciFact: about 0.65 / 0.89
     # filters before top-k on real data: every hit passes, and k hits still come back
     short = index.search(q[:20], k=10, mode="sparse", filter={"title_words": {"$lte": 8}})

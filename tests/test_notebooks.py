@@ -21,4 +21,4 @@ def test_notebook_runs(path: Path) -> None:
     if "run" in namespace and "ds" in namespace:
         from hybridsearch import evaluate
 
-        assert evaluate(namespace["run"], namespace["ds"].qrels, ["nDCG@10"])["nDCG@10"] > 0.6
+        assert evaluate(namespace["ds"].qrels, namespace["run"], ["nDCG@10"])["nDCG@10"] > 0.6
