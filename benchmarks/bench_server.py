@@ -197,7 +197,7 @@ def main() -> None:
     index_dir = build_index(Path(args.workdir), args.docs)
     ds = load_dataset("scifact")
     queries = list(ds.queries.values())[: args.queries]
-    corpus = ds.corpus
+    corpus = list(ds.corpus)
     n_docs = len(corpus) if args.docs is None else min(args.docs, len(corpus))
     results: dict[str, Any] = {"workloads": {}, "in_process": {}}
     w = results["workloads"]
