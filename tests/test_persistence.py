@@ -119,7 +119,7 @@ def test_unchanged_files_are_hard_linked_not_rewritten(saved):
     index.save()
     after = _inodes(path)
     rewritten = sorted(k for k in after if after[k] != before.get(k))
-    assert rewritten == ["docs/deleted.npy", "docs/docs.json"]  # only the tombstones and the part list
+    assert rewritten == ["commit.json", "docs/deleted.npy", "docs/docs.json"]  # the manifest copy, tombstones, part list
     index.add(["z"], make_encoded(1, seed=3))
     index.save()
     third = _inodes(path)
@@ -381,5 +381,5 @@ def test_kill_9_during_saves_leaves_a_committed_state(tmp_path):
     # the next save cleans what interrupted saves left behind
     index = HybridIndex.load(path)
     index.save()
-    leftovers = [p.name for p in path.iterdir() if p.name not in (".lock", "manifest.json", f"gen-{last + 1:06d}")]
+    leftovers = [p.name for p in path.iterdir() if p.name not in (".lock", "manifest.json", f"gen-{index.generation:06d}")]
     assert leftovers == []
