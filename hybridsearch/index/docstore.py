@@ -168,7 +168,7 @@ class _Part:
     def nbytes(self) -> int:
         total = self.rows.nbytes + self.ids.nbytes + self.texts.nbytes + self.meta.nbytes
         for c in self.columns.values():
-            total += sum(a.nbytes for a in (c.num, c.cat, c.nested) if a is not None)
+            total += sum(a.nbytes for a in (c.num, c.cat, c.nested, c.big) if a is not None)
         return int(total)
 
     def save(self, d: Path) -> list[str]:
@@ -182,7 +182,7 @@ class _Part:
         fields = []
         for i, (key, col) in enumerate(self.columns.items()):
             entry: dict[str, Any] = {"name": key}
-            for kind in ("num", "cat", "nested"):
+            for kind in ("num", "cat", "nested", "big"):
                 arr = getattr(col, kind)
                 entry[kind] = arr is not None
                 if arr is not None:
@@ -218,15 +218,15 @@ class _Part:
         try:
             for i, f in enumerate(spec["fields"]):
                 arrays: dict[str, np.ndarray | None] = {}
-                for kind, dtype in (("num", np.float64), ("cat", np.int32), ("nested", np.bool_)):
-                    arr = _load_npy(d / f"col-{i:04d}.{kind}.npy", mmap) if f[kind] else None
+                for kind, dtype in (("num", np.float64), ("cat", np.int32), ("nested", np.bool_), ("big", np.int64)):
+                    arr = _load_npy(d / f"col-{i:04d}.{kind}.npy", mmap) if f.get(kind) else None
                     if arr is not None and (arr.shape != (n,) or arr.dtype != dtype):
                         raise IndexCorruptedError(f"column {f['name']!r} in {d} has the wrong shape or type")
                     arrays[kind] = arr
                 vocab: Any = ()
                 if arrays["cat"] is not None:
                     vocab = _lazy_json(d / f"col-{i:04d}.vocab.json", mmap)
-                columns[str(f["name"])] = Column(n, arrays["num"], arrays["cat"], vocab, arrays["nested"])
+                columns[str(f["name"])] = Column(n, arrays["num"], arrays["cat"], vocab, arrays["nested"], arrays["big"])
         except (KeyError, TypeError) as exc:
             raise IndexCorruptedError(f"{d / 'columns.json'} is incomplete: {exc}") from None
         return cls(rows, ids, texts, meta, columns, np.zeros(n, bool), name)
@@ -277,7 +277,11 @@ def _merge_columns(parts: Sequence[_Part]) -> dict[str, Column]:
         if any(c is not None and c.nested is not None for c in cols):
             nested = np.concatenate([c.nested if c is not None and c.nested is not None else np.zeros(len(p), bool)
                                      for c, p in zip(cols, parts, strict=True)])
-        out[key] = Column(n, num, cat, vocab, nested)
+        big = None
+        if any(c is not None and c.big is not None for c in cols):
+            big = np.concatenate([c.big if c is not None and c.big is not None else np.zeros(len(p), np.int64)
+                                  for c, p in zip(cols, parts, strict=True)])
+        out[key] = Column(n, num, cat, vocab, nested, big)
     return out
 
 
@@ -287,10 +291,11 @@ def _take_columns(columns: Mapping[str, Column], keep: np.ndarray) -> dict[str, 
         num = None if c.num is None else np.asarray(c.num)[keep]
         cat = None if c.cat is None else np.asarray(c.cat)[keep]
         nested = None if c.nested is None else np.asarray(c.nested)[keep]
+        big = None if c.big is None else np.asarray(c.big)[keep]
         present = (num is not None and (~np.isnan(num)).any()) or (cat is not None and (cat >= 0).any()) or (
             nested is not None and nested.any())
         if present:
-            out[key] = Column(int(keep.size), num, cat, c.vocab, nested)
+            out[key] = Column(int(keep.size), num, cat, c.vocab, nested, big)
     return out
 
 
@@ -648,7 +653,7 @@ def _part_files(p: _Part) -> list[str]:
     names = ["rows.npy", "doc_ids.bin", "doc_ids.offsets.npy", "texts.bin", "texts.offsets.npy", "metadata.jsonl",
              "metadata.offsets.npy", "columns.json"]
     for i, col in enumerate(p.columns.values()):
-        names += [f"col-{i:04d}.{kind}.npy" for kind in ("num", "cat", "nested") if getattr(col, kind) is not None]
+        names += [f"col-{i:04d}.{kind}.npy" for kind in ("num", "cat", "nested", "big") if getattr(col, kind) is not None]
         if col.cat is not None:
             names.append(f"col-{i:04d}.vocab.json")
     return names

@@ -62,6 +62,7 @@ from ..errors import (
     InputError,
     UnknownIdError,
 )
+from ..types import check_unique_tokens
 from .manifest import read_part_header
 
 try:  # the optional ``fast`` extra
@@ -375,6 +376,8 @@ def _as_csr(x: Any, vocab_size: int, what: str) -> sp.csr_matrix:
         row = int(np.searchsorted(m.indptr, int(np.flatnonzero(data < 0)[0]), side="right") - 1)
         raise InputError(f"{what} weights must be non-negative; row {row} has a negative weight")
     canonical = m.has_canonical_format
+    if not canonical:
+        check_unique_tokens(m, what)  # one rule on every path: a token id twice in a row is an InputError
     if not canonical or data.dtype != np.float32 or (data.size and not data.all()):
         m = sp.csr_matrix(m, dtype=np.float32, copy=True)
         if not canonical:
