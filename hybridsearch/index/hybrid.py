@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ __all__ = ["SEARCH_MODES", "HybridIndex"]
 logger = logging.getLogger(__name__)
 
 _preview = preview
+_LOAD_RETRIES, _LOAD_RETRY_SECONDS = 100, 10.0  # a load racing a fast writer re-reads the manifest this often
 
 
 class HybridIndex:
@@ -614,7 +616,8 @@ class HybridIndex:
         (a damaged manifest: see :meth:`recover`).
         """
         target = Path(path)
-        for attempt in range(5):
+        deadline = time.monotonic() + _LOAD_RETRY_SECONDS
+        for attempt in range(_LOAD_RETRIES):
             stat = manifest_stat(target)
             manifest = read_manifest(target)
             try:
@@ -625,7 +628,7 @@ class HybridIndex:
                     moved = read_manifest(target).generation != manifest.generation
                 except IndexFormatError:
                     moved = False
-                if attempt < 4 and moved:
+                if moved and attempt < _LOAD_RETRIES - 1 and time.monotonic() < deadline:
                     logger.debug("%s: a save replaced generation %d while loading it; retrying", target, manifest.generation)
                     continue
                 raise
