@@ -133,7 +133,7 @@ def test_dense_ties_are_ordered_by_row_in_every_factory(factory):
     q = Encoded(dense=v[:1])
     tops = [index.search(q, k=k, mode="dense").doc_ids[0].tolist() for k in (1, 2, 3, 4)]
     assert tops[0] == ["a"] and tops[1] == ["a", "b"] and tops[2] == ["a", "b", "d"]
-    for small, large in zip(tops, tops[1:]):
+    for small, large in zip(tops, tops[1:], strict=False):
         assert large[: len(small)] == small  # a top-k is a prefix of a larger top-k
 
 

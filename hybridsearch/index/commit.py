@@ -30,9 +30,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .._atomic import fsync_dir
 from .._version import __version__
 from ..errors import CommitConflictError, IndexCorruptedError, IndexExistsError, IndexFormatError
+from ..types import MODES, EncoderInfo
+from .dense import DenseIndex
+from .docstore import DocStore
 from .manifest import (
     MANIFEST,
     Manifest,
@@ -44,11 +49,13 @@ from .manifest import (
     write_manifest,
     writer_lock,
 )
+from .multivector import MultiVectorStore
+from .sparse import SparseIndex
 
 if TYPE_CHECKING:
     from .hybrid import HybridIndex
 
-__all__ = ["COMMIT_COPY", "commit", "manifest_stat", "recover"]
+__all__ = ["COMMIT_COPY", "commit", "manifest_stat", "open_generation", "recover"]
 
 logger = logging.getLogger(__name__)
 
@@ -203,3 +210,59 @@ def recover(path: str | os.PathLike[str], *, dry_run: bool = False) -> int:
 def read_commit_copy(gen_dir: Path) -> dict[str, Any]:
     """The raw JSON of a generation's manifest copy (for tools and tests)."""
     return json.loads((gen_dir / COMMIT_COPY).read_text("utf-8"))
+
+
+def open_generation(cls: type[HybridIndex], target: Path, m: Manifest, *, mmap: bool, verify: bool) -> HybridIndex:
+    """Build a ``cls`` index from the generation ``m`` names in ``target``: checks every file's size (and CRC-32 with
+    ``verify``), loads each part (memory-mapped with ``mmap``) and checks that the parts agree on their rows.
+
+    Raises IndexCorruptedError for a missing, damaged or inconsistent generation.
+    """
+    gen = target / m.directory
+    if not gen.is_dir():
+        raise IndexCorruptedError(f"{gen} is missing; the manifest names a generation that is not there")
+    verify_files(gen, m.files, checksums=verify)
+    cfg = m.config
+    try:
+        index = cls(
+            modes=cfg.get("modes"),
+            dense_factory=cfg["dense"]["factory"], ef_search=cfg["dense"]["ef_search"], nprobe=cfg["dense"]["nprobe"],
+            ef_construction=cfg["dense"]["ef_construction"],
+            multivector_compression=cfg["multivector"]["compression"],
+            multivector_pool_factor=cfg["multivector"]["pool_factor"],
+        )
+        modes = tuple(x for x in MODES if x in m.modes)
+        counts = {key: int(m.counts[key]) for key in ("documents", "stored", "deleted", "next_row")}
+        dims = {str(key): int(v) for key, v in m.dims.items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IndexCorruptedError(f"{target / 'manifest.json'} has an invalid configuration: {exc}") from None
+    try:
+        index._dense = DenseIndex.load(gen / "dense", mmap=mmap) if "dense" in modes else None
+        index._sparse = SparseIndex.load(gen / "sparse", mmap=mmap) if "sparse" in modes else None
+        index._mv = MultiVectorStore.load(gen / "multivector", mmap=mmap) if "multivector" in modes else None
+        index._docs = DocStore.load(gen / "docs", mmap=mmap)
+    except IndexFormatError:
+        raise
+    except (OSError, ValueError, RuntimeError, EOFError, KeyError, TypeError) as exc:  # ValueError: also ours
+        raise IndexCorruptedError(f"cannot read the index in {gen}: {exc}") from None
+    index._modes, index._dims = modes, dims
+    index._encoder = None if m.encoder is None else EncoderInfo.from_dict(m.encoder)
+    index._next_row = counts["next_row"]
+    stored = counts["stored"]
+    sizes = {"documents": len(index._docs)}
+    for name, comp in (("dense", index._dense), ("sparse", index._sparse), ("multivector", index._mv)):
+        if comp is not None:
+            sizes[name] = len(comp)
+    if any(v != stored for v in sizes.values()) or index._docs.n_live != counts["documents"]:
+        raise IndexCorruptedError(f"the parts of {gen} disagree on the number of rows: {sizes}, manifest {stored}")
+    rows = index._docs.rows
+    if rows.size and int(rows[-1]) >= index._next_row:
+        raise IndexCorruptedError(f"{gen} holds row {int(rows[-1])} beyond next_row {index._next_row}")
+    if index._dense is not None and not np.array_equal(index._dense.rows, rows):
+        raise IndexCorruptedError(f"the dense part of {gen} holds other rows than the document store")
+    if index._mv is not None and not np.array_equal(index._mv.rows, rows):
+        raise IndexCorruptedError(f"the multi-vector part of {gen} holds other rows than the document store")
+    index._path, index._generation, index._base_files = target, m.generation, dict(m.files)
+    index._clean = {"dense", "sparse", "multivector"}
+    index._dirty = False
+    return index

@@ -28,7 +28,6 @@ that are not stored score ``-inf``.
 from __future__ import annotations
 
 import copy
-
 import json
 import math
 import os
