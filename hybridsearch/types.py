@@ -34,6 +34,9 @@ __all__ = ["BGE_M3_VOCAB_SIZE", "MODES", "Encoded", "EncoderInfo", "Mode", "Mult
 Mode = Literal["dense", "sparse", "multivector"]
 MODES: tuple[Mode, ...] = ("dense", "sparse", "multivector")
 BGE_M3_VOCAB_SIZE = 250_002
+QUERY_TIME_IDF = frozenset({"bm25", "bm25-word"})
+"""Encoders whose sparse documents carry only BM25's term-frequency part: an index built from them weights each
+query term by the idf of its own live documents at search time (see :mod:`hybridsearch.encoders.bm25`)."""
 _BUNDLE_VERSION = 1
 
 

@@ -230,6 +230,7 @@ def open_generation(cls: type[HybridIndex], target: Path, m: Manifest, *, mmap: 
             ef_construction=cfg["dense"]["ef_construction"],
             multivector_compression=cfg["multivector"]["compression"],
             multivector_pool_factor=cfg["multivector"]["pool_factor"],
+            sparse_idf=bool((cfg.get("sparse") or {}).get("idf", False)),
         )
         modes = tuple(x for x in MODES if x in m.modes)
         counts = {key: int(m.counts[key]) for key in ("documents", "stored", "deleted", "next_row")}

@@ -53,7 +53,7 @@ from ..errors import (
 )
 from ..fusion import Fusion
 from ..hits import Hits
-from ..types import MODES, Encoded, EncoderInfo
+from ..types import MODES, QUERY_TIME_IDF, Encoded, EncoderInfo
 from .commit import commit, manifest_stat, open_generation
 from .commit import recover as _recover
 from .dense import DenseIndex
@@ -87,6 +87,11 @@ class HybridIndex:
     multivector_compression, multivector_pool_factor:
         How multi-vectors are stored (``"fp32"``, ``"fp16"``, ``"int8"``, ``"binary"``) and token pooling, see
         :class:`~.multivector.MultiVectorStore`.
+    sparse_idf:
+        Weight each sparse query term by BM25's idf computed from this index's live documents at search time
+        (``N`` = live documents, ``df`` over every segment minus deleted documents), as Qdrant's
+        ``Modifier.IDF``. ``None``: on when the first add's encoder is in :data:`~hybridsearch.types.QUERY_TIME_IDF`
+        (``bm25``, ``bm25-word``), whose documents carry only the term-frequency part.
 
     Dimensions, vocabulary size and the encoder identity (:class:`EncoderInfo`) come from the first ``add``.
 
@@ -109,6 +114,7 @@ class HybridIndex:
         ef_construction: int | None = None,
         multivector_compression: str = DEFAULT_COMPRESSION,
         multivector_pool_factor: int = 1,
+        sparse_idf: bool | None = None,
     ) -> None:
         if modes is not None:
             if isinstance(modes, str):
@@ -128,7 +134,7 @@ class HybridIndex:
         self._config: dict[str, Any] = {
             "dense": {"factory": dense_factory, "ef_search": ef_search, "nprobe": nprobe, "ef_construction": ef_construction},
             "multivector": {"compression": multivector_compression, "pool_factor": multivector_pool_factor},
-            "sparse": {},
+            "sparse": {"idf": sparse_idf},
             "modes": None if self._want_modes is None else list(self._want_modes),
         }
         self._modes: tuple[str, ...] = ()
@@ -159,6 +165,7 @@ class HybridIndex:
             sparse=None if self._sparse is None else self._sparse.snapshot(),
             mv=None if self._mv is None else self._mv.snapshot(),
             docs=self._docs.snapshot(), next_row=self._next_row, generation=self._generation, path=self._path,
+            sparse_idf=bool(self._config["sparse"].get("idf")),
         )
 
     def _publish(self) -> None:
@@ -461,6 +468,10 @@ class HybridIndex:
                 self._rollback(done, int(rows[0]), int(rows[-1]) + 1)
             raise
         if first:
+            if self._config["sparse"].get("idf") is None:
+                self._config["sparse"]["idf"] = bool(
+                    "sparse" in modes and enc.encoder is not None and enc.encoder.name in QUERY_TIME_IDF
+                )
             self._modes = tuple(modes)
             self._dense, self._sparse, self._mv = dense, sparse, mv
             self._encoder = enc.encoder

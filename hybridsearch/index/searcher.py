@@ -19,11 +19,13 @@ Search
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import ConfigError, DimensionMismatchError, IndexMismatchError, InputError, UnknownIdError
 from ..fusion import Fusion, parse_fusion
@@ -185,11 +187,40 @@ class Searcher:
         next_row: int,
         generation: int | None,
         path: Path | None,
+        sparse_idf: bool = False,
     ) -> None:
         self._modes, self._encoder, self._dims = modes, encoder, dims
         self._dense, self._sparse, self._mv, self._docs = dense, sparse, mv, docs
         self._next_row, self._generation, self._path = next_row, generation, path
         self._alive: np.ndarray | None = None  # filled on first use (one assignment: safe across threads)
+        self._sparse_idf = sparse_idf
+        self._df: dict[int, int] = {}  # live document frequency per term, filled as queries need them
+
+    def doc_freq(self, terms: Sequence[int]) -> np.ndarray:
+        """Live document frequency of each sparse term id: int64, over every segment, deleted documents excluded."""
+        t = np.asarray(terms, dtype=np.int64)
+        cache = self._df
+        missing = [x for x in dict.fromkeys(t.tolist()) if x not in cache]
+        if missing and self._sparse is not None:
+            dead = self._docs.deleted_rows()
+            cache.update(zip(missing, self._sparse.doc_freq(np.array(missing, np.int64), dead).tolist(), strict=True))
+        return np.array([cache.get(x, 0) for x in t.tolist()], np.int64)
+
+    def _with_idf(self, query: Encoded) -> Encoded:
+        """The query with each sparse weight multiplied by BM25's idf over this view's live documents."""
+        q = query.sparse
+        if not self._sparse_idf or q is None or not q.nnz:
+            return query
+        from ..encoders.bm25 import bm25_idf
+
+        terms = np.unique(q.indices)
+        idf = np.zeros(int(terms.max()) + 1, np.float64)
+        idf[terms] = bm25_idf(self.doc_freq(terms), len(self))
+        weighted = sp.csr_matrix(  # own index arrays: dropping zeros below must not touch the caller's query
+            ((q.data * idf[q.indices]).astype(np.float32), q.indices.copy(), q.indptr.copy()), shape=q.shape
+        )
+        weighted.eliminate_zeros()
+        return dataclasses.replace(query, sparse=weighted)
 
     def __len__(self) -> int:
         """Live documents."""
@@ -306,6 +337,7 @@ class Searcher:
         self._check_views(query, needed, "queries")
         self._check_values(query, needed, "queries")
         allowed = self._allowed(flt)
+        query = self._with_idf(query)
         knobs = {"ef_search": ef_search, "nprobe": nprobe, "approximate": approximate}
         if mode in ("dense", "sparse"):
             rows, scores = self._first_stage(mode, query, k, allowed, knobs)
