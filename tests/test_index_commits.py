@@ -179,3 +179,22 @@ def test_manifest_names_generation(tmp_path):
     index.save(tmp_path / "ix")
     assert read_manifest(tmp_path / "ix").generation == 1
     assert (tmp_path / "ix" / "gen-000001" / "commit.json").is_file()
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW32", "IVF4,Flat", "SQ8"])
+def test_a_searcher_keeps_its_view_through_compaction_of_a_mapped_index(tmp_path, factory):
+    index, enc, ids = build(300, dense_factory=factory)
+    index.save(tmp_path / "ix")
+    loaded = HybridIndex.load(tmp_path / "ix")  # memory-mapped parts
+    before = loaded.searcher()
+    expected = before.search(enc[:3], k=5, mode="hybrid")
+    loaded.delete(ids[:50])
+    loaded.compact()
+    loaded.add(["new"], enc[:1])
+    again = before.search(enc[:3], k=5, mode="hybrid")
+    np.testing.assert_array_equal(again.rows, expected.rows)
+    np.testing.assert_array_equal(again.scores, expected.scores)
+    assert before.get("d0").doc_id == "d0" and len(before) == 300
+    assert "d0" not in loaded and loaded.search(enc[:1], k=1, mode="dense").doc_ids[0, 0] == "new"
+    loaded.save()
+    assert HybridIndex.load(tmp_path / "ix").doc_ids() == loaded.doc_ids()

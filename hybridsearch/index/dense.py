@@ -291,9 +291,7 @@ class DenseIndex:
         positions it knew); compaction gives this index a new FAISS object and leaves the view's untouched.
         Costs a shallow copy. The view must not be changed.
         """
-        view = copy.copy(self)
-        view._mmapped = False  # a view never writes, so it never copies the mapped index into memory
-        return view
+        return copy.copy(self)
 
     # ----------------------------------------------------------------------------------------- building
 
@@ -659,8 +657,8 @@ class DenseIndex:
 
     def _rebuilt(self, keep_pos: np.ndarray) -> Any:
         """The same trained index, emptied and refilled with the vectors at ``keep_pos``."""
-        with self._lock.read():
-            index = faiss.clone_index(self._index)
+        with self._lock.read():  # a serialised copy: clone_index keeps a mapped index's read-only storage
+            index = faiss.deserialize_index(faiss.serialize_index(self._index))
         index.reset()
         for start in range(0, keep_pos.size, _CHUNK):
             index.add(self._reconstruct(keep_pos[start : start + _CHUNK]))
