@@ -392,7 +392,7 @@ class Encoded:
             val = r["values"] if isinstance(r, Mapping) else getattr(r, "values", None)
             if ind is None or val is None or len(ind) != len(val):
                 raise InputError(f"qdrant sparse row {i} needs indices and values of equal length")
-            d = dict(zip(ind, val))
+            d = dict(zip(ind, val, strict=True))
             if len(d) != len(ind):
                 seen: set[Any] = set()
                 t = next(x for x in ind if x in seen or seen.add(x))  # type: ignore[func-returns-value]
