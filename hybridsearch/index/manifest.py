@@ -192,7 +192,11 @@ def verify_files(gen_dir: Path, files: dict[str, dict[str, Any]], *, checksums: 
             raise IndexCorruptedError(
                 f"{path} has {size:,} bytes but the manifest records {rec.get('size'):,}; the file is truncated or was replaced"
             )
-        if checksums and checksum_file(path)[CHECKSUM] != rec.get(CHECKSUM):
+        try:
+            crc = checksum_file(path)[CHECKSUM] if checksums else None
+        except OSError as exc:  # e.g. deleted since the stat above by a save that replaced this generation
+            raise IndexCorruptedError(f"{path} cannot be read: {exc}") from None
+        if checksums and crc != rec.get(CHECKSUM):
             raise IndexCorruptedError(f"{path} fails its CRC-32 check; the file is corrupted")
 
 
