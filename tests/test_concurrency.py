@@ -157,11 +157,12 @@ READER = textwrap.dedent(
     import sys, time, json
     import numpy as np
     from hybridsearch.index import HybridIndex
-    path, rounds = sys.argv[1], int(sys.argv[2])
+    path, final = sys.argv[1], int(sys.argv[2])
     index = HybridIndex.load(path)
+    print("ready", flush=True)
     seen = []
     deadline = time.monotonic() + 60
-    while len(seen) < rounds and time.monotonic() < deadline:
+    while (not seen or seen[-1][0] < final) and time.monotonic() < deadline:  # until the writer's last commit
         index.refresh()
         s = index.searcher()
         ids = s.doc_ids()
@@ -180,7 +181,7 @@ READER = textwrap.dedent(
 
 WRITER = textwrap.dedent(
     """
-    import sys
+    import sys, time
     import numpy as np
     from hybridsearch.index import HybridIndex
     from hybridsearch.types import Encoded
@@ -192,6 +193,7 @@ WRITER = textwrap.dedent(
         v /= np.linalg.norm(v, axis=1, keepdims=True)
         index.add([f"b{b}-{j}" for j in range(5)], Encoded(dense=v))
         index.save()
+        time.sleep(0.02)  # a reader polls meanwhile
     print("done")
     """
 )
@@ -208,8 +210,9 @@ def test_a_reader_process_refreshes_while_a_writer_process_commits(tmp_path):
     first.save(d)
     (tmp_path / "r.py").write_text(READER)
     (tmp_path / "w.py").write_text(WRITER)
-    reader = subprocess.Popen([sys.executable, str(tmp_path / "r.py"), str(d), "150"], stdout=subprocess.PIPE,
+    reader = subprocess.Popen([sys.executable, str(tmp_path / "r.py"), str(d), "31"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
+    assert reader.stdout.readline().strip() == "ready"  # type: ignore[union-attr]
     writer = subprocess.run([sys.executable, str(tmp_path / "w.py"), str(d), "30"], capture_output=True, text=True,
                             timeout=90)
     assert writer.returncode == 0, writer.stderr[-2000:]
@@ -222,4 +225,5 @@ def test_a_reader_process_refreshes_while_a_writer_process_commits(tmp_path):
     gens = [g for g, _, _ in seen]
     assert gens == sorted(gens), "a reader went back to an older generation"
     assert all(n == 5 * g for g, n, _ in seen), "a generation held another number of documents than it committed"
-    assert len(set(gens)) >= 2, "the reader never saw a new commit"
+    assert gens[-1] == 31, "the reader never saw the last commit"
+    assert len(set(gens)) >= 2, f"the reader saw only generations {sorted(set(gens))}"
