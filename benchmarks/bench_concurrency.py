@@ -12,6 +12,9 @@ latency (p50 and p99, ``--queries`` searches) in three conditions measured in th
 3. **concurrent writer**: the same searches while another thread adds 10 documents, upserts 5 and deletes 5
    per step (compacting every 50 steps) as fast as it can.
 
+The conditions alternate in 8 rounds so that changes in the machine's load hit them alike; FAISS runs one
+OpenMP thread (``--threads``), as single-query serving does.
+
 ``refresh()`` cost: a reader process's ``refresh()`` when nothing was committed (a ``stat``) and when a writer
 committed one batch (loading the new generation, memory-mapped). Results go to ``benchmarks/results/concurrency.json``
 and the concurrency section of ``benchmarks/README.md``.
@@ -68,17 +71,16 @@ class _NoLock:
     write = read
 
 
-def _latency(fn: Any, queries: list[Encoded]) -> dict[str, float]:
-    times = []
+def _times(fn: Any, queries: list[Encoded]) -> list[float]:
+    out = []
     for q in queries:
         t0 = time.perf_counter()
         fn(q)
-        times.append(time.perf_counter() - t0)
-    ms = np.array(times) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "n": len(times)}
+        out.append(time.perf_counter() - t0)
+    return out
 
 
-def workload(name: str, n: int, n_queries: int) -> dict[str, Any]:
+def workload(name: str, n: int, n_queries: int, rounds: int = 8) -> dict[str, Any]:
     hybrid = name == "hybrid"
     index = HybridIndex()
     docs = make(n, 1, hybrid)
@@ -101,17 +103,14 @@ def workload(name: str, n: int, n_queries: int) -> dict[str, Any]:
     bare = copy.copy(view)
     bare._dense = unlocked  # type: ignore[assignment]
     out: dict[str, Any] = {"docs": n, "mode": mode}
-    out["no_snapshot_lock"] = _latency(lambda q: bare.search(q, k=10, mode=mode), queries)
-    out["quiet"] = _latency(search, queries)
-
     stop = threading.Event()
     steps = [0]
 
     def writer() -> None:
-        nxt = n
+        nxt = n + 10_000_000 * steps[0]
         rng = np.random.default_rng(3)
         while not stop.is_set():
-            new = [f"d{nxt + j}" for j in range(10)]
+            new = [f"w{nxt + j}" for j in range(10)]
             nxt += 10
             index.add(new, make(10, nxt, hybrid))
             live = index.searcher().doc_ids()
@@ -122,13 +121,25 @@ def workload(name: str, n: int, n_queries: int) -> dict[str, Any]:
             if steps[0] % 50 == 0:
                 index.compact()
 
-    t = threading.Thread(target=writer)
-    t.start()
-    try:
-        out["concurrent_writer"] = _latency(search, queries)
-    finally:
-        stop.set()
-        t.join()
+    # The three conditions alternate in rounds, so that drift in the machine's load hits them alike.
+    times: dict[str, list[float]] = {"no_snapshot_lock": [], "quiet": [], "concurrent_writer": []}
+    per_round = max(1, len(queries) // rounds)
+    for r in range(rounds):
+        chunk = queries[r * per_round : (r + 1) * per_round]
+        times["no_snapshot_lock"] += _times(lambda q: bare.search(q, k=10, mode=mode), chunk)
+        times["quiet"] += _times(search, chunk)
+        stop.clear()
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            time.sleep(0.05)  # the writer is under way
+            times["concurrent_writer"] += _times(search, chunk)
+        finally:
+            stop.set()
+            t.join()
+    for key, ts in times.items():
+        ms = np.array(ts) * 1e3
+        out[key] = {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "n": len(ts)}
     out["writer_steps"] = steps[0]
     out["ratio_quiet_vs_no_lock_p50"] = out["quiet"]["p50_ms"] / out["no_snapshot_lock"]["p50_ms"]
     out["ratio_writer_vs_quiet_p50"] = out["concurrent_writer"]["p50_ms"] / out["quiet"]["p50_ms"]
@@ -167,10 +178,15 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=20_000)
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--refresh-rounds", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1, help="FAISS OpenMP threads (1: single-query latency)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "concurrency.json")
     args = parser.parse_args()
+    import faiss
+
+    faiss.omp_set_num_threads(args.threads)
     results: dict[str, Any] = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "faiss_threads": args.threads},
         "workloads": {name: workload(name, args.docs, args.queries) for name in ("dense", "hybrid")},
         "refresh": refresh_cost(args.docs, args.refresh_rounds),
     }

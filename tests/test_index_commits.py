@@ -198,3 +198,18 @@ def test_a_searcher_keeps_its_view_through_compaction_of_a_mapped_index(tmp_path
     assert "d0" not in loaded and loaded.search(enc[:1], k=1, mode="dense").doc_ids[0, 0] == "new"
     loaded.save()
     assert HybridIndex.load(tmp_path / "ix").doc_ids() == loaded.doc_ids()
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW32", "PQ4x4", "IVF4,Flat"])
+def test_a_searcher_never_returns_rows_appended_after_it(factory):
+    index, enc, _ = build(200, dense_factory=factory)
+    before = index.searcher()
+    index.add(["new"], enc[:1])  # the same vectors as d0: the best hit of that query for a newer view
+    for s, want in ((before, "d0"), (index.searcher(), None)):
+        for flt in (None, {"lang": "sw"}):
+            hits = s.search(enc[:1], k=3, mode="dense", filter=flt)
+            got = [d for d in hits.doc_ids[0] if d]
+            if want is not None:
+                assert "new" not in got and len(got) == 3
+            elif flt is None:  # "new" has no metadata, so the filter leaves it out
+                assert "new" in got

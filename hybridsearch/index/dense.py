@@ -524,10 +524,6 @@ class DenseIndex:
         if nq == 0 or n_ok == 0:
             return out_rows, out_scores
         kk = min(k, n_ok)
-        with self._lock.read():
-            grown = self._index.ntotal > n  # appended after this view was taken: must be left out
-        if ok is None and grown and not self._native_sel:
-            ok = np.ones(n, np.bool_)
         if ok is not None and (not self._native_sel or (self._kind != "flat" and n_ok <= max(kk, _EXACT_SCAN_ROWS))):
             pos, scores = self._exact(q, np.flatnonzero(ok), kk)
         else:
@@ -548,9 +544,14 @@ class DenseIndex:
         want = kk
         while True:
             ask = min(want + 1, n_ok)
-            params, _keep = self._params(ok, ef, npb, n)
-            with self._lock.read():
-                scores, pos = self._index.search(q, ask, params=params)
+            with self._lock.read():  # the size check and the search see the same FAISS contents
+                if self._index.ntotal > n and not self._native_sel:
+                    scores = pos = None  # appended after this view was taken, and no selector can hide them
+                else:
+                    params, _keep = self._params(ok, ef, npb, n)
+                    scores, pos = self._index.search(q, ask, params=params)
+            if pos is None:
+                return self._exact(q, np.flatnonzero(ok) if ok is not None else np.arange(n, dtype=np.int64), kk)
             short = (pos >= 0).sum(axis=1) < ask  # graph / IVF searches can come back under-filled
             if short.any():
                 candidates = np.flatnonzero(ok) if ok is not None else np.arange(n, dtype=np.int64)
