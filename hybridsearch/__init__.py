@@ -12,6 +12,7 @@ from .encoders import CompositeEncoder, Encoder, get_encoder
 from .errors import HybridSearchError, InputError
 from .hits import Hit, Hits
 from .metrics import evaluate
+from .retriever import Retriever
 from .types import Encoded, EncoderInfo, MultiVectors
 
 
@@ -36,6 +37,7 @@ __all__ = [
     "HybridSearchError",
     "InputError",
     "MultiVectors",
+    "Retriever",
     "__version__",
     "evaluate",
     "get_encoder",

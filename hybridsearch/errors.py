@@ -10,6 +10,7 @@ Our exception hierarchy::
     │   └── FilterError                     a metadata filter that cannot be applied
     ├── ConfigError (ValueError)            unknown encoder name, bad option value
     ├── MissingDependencyError (ImportError) an optional extra is not installed
+    ├── IncompatibleDependencyError (ImportError) installed, but fails to import (a version the project does not support)
     ├── ModelLoadError                      weights or head files missing or unreadable
     ├── IndexFormatError                    an index directory that cannot be trusted
     │   ├── IndexCorruptedError             truncated file, bad checksum, missing part
@@ -56,6 +57,7 @@ __all__ = [
     "IndexMismatchError",
     "IndexWriteError",
     "IndexVersionError",
+    "IncompatibleDependencyError",
     "InputError",
     "MissingDependencyError",
     "ModelLoadError",
@@ -105,6 +107,28 @@ class ConfigError(HybridSearchError, ValueError):
 
 class MissingDependencyError(HybridSearchError, ImportError):
     """An optional dependency is not installed; the message gives the pip command."""
+
+
+class IncompatibleDependencyError(HybridSearchError, ImportError):
+    """A dependency is installed but fails to import, usually because of a version hybridsearch does not support.
+
+    The message names the packages involved with their installed versions, the ranges hybridsearch supports and
+    the command that fixes it. Attributes: ``module`` (what was imported), ``versions`` (``{distribution:
+    installed version or None}``), ``supported`` (``{distribution: version range}``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        module: str,
+        versions: dict[str, str | None] | None = None,
+        supported: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.module = module
+        self.versions = dict(versions or {})
+        self.supported = dict(supported or {})
 
 
 class ModelLoadError(HybridSearchError):

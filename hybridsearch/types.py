@@ -57,13 +57,23 @@ class EncoderInfo:
     name: str
     model_id: str = ""
     fingerprint: str = ""
+    parts: Mapping[str, EncoderInfo] | None = field(default=None, compare=False, repr=False)
+    """For an encoder that takes each view from another encoder: the encoder of each view (see
+    :mod:`hybridsearch.identity`). Not part of equality: the fingerprint already covers the parts."""
 
-    def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "model_id": self.model_id, "fingerprint": self.fingerprint}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "model_id": self.model_id, "fingerprint": self.fingerprint}
+        if self.parts:
+            out["parts"] = {view: info.to_dict() for view, info in self.parts.items()}
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EncoderInfo:
-        return cls(name=str(d["name"]), model_id=str(d.get("model_id", "")), fingerprint=str(d.get("fingerprint", "")))
+        raw = d.get("parts")
+        parts = {str(v): cls.from_dict(p) for v, p in raw.items()} if isinstance(raw, Mapping) and raw else None
+        return cls(
+            name=str(d["name"]), model_id=str(d.get("model_id", "")), fingerprint=str(d.get("fingerprint", "")), parts=parts
+        )
 
 
 @dataclass(frozen=True, eq=False)

@@ -132,17 +132,33 @@ def test_texts_without_known_terms_give_empty_rows(bm25):
     "texts, message",
     [
         ([], "texts is empty"),
-        (["ok", "   "], "empty or whitespace-only"),
         (None, "texts is None"),
         (["ok", 3], r"texts\[1\] is int"),
     ],
-    ids=["empty-list", "whitespace", "none", "non-str"],
+    ids=["empty-list", "none", "non-str"],
 )
 def test_bad_input_is_an_input_error(texts, message):
     enc = BM25WordEncoder().fit(TINY)
     for call in (enc.encode_queries, enc.encode_corpus, BM25WordEncoder().fit):
         with pytest.raises(InputError, match=message):
             call(texts)
+
+
+def test_empty_documents_have_no_terms_and_count_in_the_statistics():
+    texts = ["the cat sat", "", "a dog barked", " \t "]
+    enc = BM25WordEncoder().fit(texts)
+    assert enc.n_docs == 4 and enc.avgdl == 1.5  # as bm25s and rank_bm25: empty documents have length 0
+    docs = enc.encode_corpus(texts)
+    assert np.diff(docs.sparse.indptr).tolist() == [3, 0, 3, 0]
+    assert len(enc.encode_corpus(texts, empty="skip")) == 2
+    with pytest.raises(InputError, match=r"2 documents are empty or whitespace-only \(indices 1, 3\)"):
+        enc.encode_corpus(texts, empty="error")
+    with pytest.raises(InputError, match="1 query is empty or whitespace-only"):
+        enc.encode_queries(["cat", "  "])
+    with pytest.raises(InputError, match="nothing is left"):
+        enc.encode_corpus(["", " "], empty="skip")
+    with pytest.raises(ConfigError, match="empty must be one of"):
+        enc.encode_corpus(texts, empty="drop")
 
 
 def test_fit_on_a_corpus_without_terms_fails_and_keeps_the_old_fit():

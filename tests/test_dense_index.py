@@ -325,7 +325,8 @@ def test_training_rules():
 
 @pytest.mark.parametrize(
     "factory,match",
-    [("Flatt", "valid strings"), ("IVF,Flat", "valid strings"), ("IDMap,Flat", "IDMap"), ("NSG32", "does not support")],
+    [("Flatt", "valid strings"), ("IVF,Flat", "valid strings"), ("IDMap,Flat", "IDMap"), ("NSG32", "does not support"),
+     ("HNSW0", "M >= 2"), ("HNSW1,Flat", "M >= 2")],  # FAISS would kill the process on the first add
 )
 def test_bad_factory_strings(factory, match):
     with pytest.raises(ConfigError, match=match):

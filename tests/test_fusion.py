@@ -160,3 +160,61 @@ def test_fusion_object_applies_its_parameters():
     assert f.needs == "scores" and parse_fusion("rrf").needs == "ranks"
     with pytest.raises(InputError, match="needs ranks="):
         parse_fusion("rrf")(scores=SCORES)
+
+
+# ----------------------------------------------------------------------------------- DBSF, z-score, weights, default
+def test_dbsf_maps_mean_plus_minus_three_sigma_to_unit_interval():
+    from hybridsearch.fusion import dbsf, dbsf_normalize
+
+    a = np.array([[1.0, 2.0, 3.0, NINF]])
+    mean, std = 2.0, np.sqrt(2 / 3)  # population σ over the finite scores
+    want = (a[0, :3] - (mean - 3 * std)) / (6 * std)
+    np.testing.assert_allclose(dbsf_normalize(a)[0, :3], want)
+    assert dbsf_normalize(a)[0, 3] == NINF
+    assert dbsf_normalize(np.array([[4.0, 4.0]])).tolist() == [[0.5, 0.5]]  # σ = 0
+    fused = dbsf(SCORES, weights={"dense": 2.0, "sparse": 1.0})
+    np.testing.assert_allclose(
+        fused, 2.0 * dbsf_normalize(SCORES["dense"]) + np.where(np.isfinite(SCORES["sparse"]), dbsf_normalize(SCORES["sparse"]), 0),
+        rtol=1e-6,
+    )
+    assert parse_fusion("dbsf").needs == "scores"
+
+
+def test_zscore_fusion():
+    from hybridsearch.fusion import zscore
+
+    d = SCORES["dense"][1].astype(np.float64)
+    s = SCORES["sparse"][1].astype(np.float64)
+    want = (d - d.mean()) / d.std() + (s - s.mean()) / s.std()
+    np.testing.assert_allclose(zscore(SCORES)[1], want, rtol=1e-5)
+
+
+def test_weighted_rrf():
+    out = fuse("rrf(k=60,dense=2,sparse=0.5)", ranks=RANKS)
+    np.testing.assert_allclose(out[0, 0], 2 / 61 + 0.5 / 62, rtol=1e-6)
+    assert str(parse_fusion("rrf(k=60,dense=2,sparse=0.5)")) == "rrf(k=60,dense=2,sparse=0.5)"
+
+
+@pytest.mark.parametrize("spec", ["minmax(dense=0.7)", "weighted_sum(dense=1)", "dbsf(sparse=1)", "rrf(dense=2)"])
+def test_a_partial_weight_spec_is_refused_not_silently_completed(spec):
+    f = parse_fusion(spec)
+    with pytest.raises(ConfigError, match="name one for every list fused"):
+        f(scores=SCORES, ranks=RANKS)
+    assert "defaults" in repr(parse_fusion("minmax")) and "defaults" not in repr(f)
+
+
+def test_extra_weights_for_lists_not_fused_are_fine():
+    f = parse_fusion("weighted_sum(dense=0.4,sparse=0.2,multivector=0.4)")
+    np.testing.assert_allclose(f(scores=SCORES)[1], 0.4 * SCORES["dense"][1] + 0.2 * SCORES["sparse"][1], rtol=1e-6)
+
+
+def test_one_default_fusion_everywhere():
+    import inspect
+
+    from hybridsearch.fusion import DEFAULT_FUSION
+    from hybridsearch.index.hybrid import HybridIndex
+    from hybridsearch.retriever import Retriever
+
+    assert Fusion() == parse_fusion(DEFAULT_FUSION) == Fusion("rrf", {}, RRF_K)
+    assert inspect.signature(HybridIndex.search).parameters["fusion"].default == DEFAULT_FUSION
+    assert inspect.signature(Retriever).parameters["fusion"].default == DEFAULT_FUSION

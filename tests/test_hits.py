@@ -85,3 +85,77 @@ def test_empty_and_shape_checks():
         Hits(np.zeros((1, 2)), np.zeros((1, 3)), np.zeros((1, 2), object))
     with pytest.raises(InputError, match="ranks"):
         Hits(np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2), object), {"dense": np.zeros((1, 3))})
+
+
+# ----------------------------------------------------------------------------------- view scores, rerank, pickling
+def test_view_scores_reach_each_hit():
+    hits = Hits(
+        rows=np.array([[7, 3]]), scores=np.array([[0.9, 0.1]]), doc_ids=np.array([["a", "b"]], object),
+        ranks={"dense": np.array([[1, 2]]), "sparse": np.array([[0, 1]])},
+        view_scores={"dense": np.array([[0.71, 0.5]]), "sparse": np.array([[-np.inf, 0.18]])},
+    )
+    assert hits[0][0].scores == pytest.approx({"dense": 0.71})
+    assert hits[0][1].scores == pytest.approx({"dense": 0.5, "sparse": 0.18})
+
+
+def test_rerank_replace_reorders_records_the_stage_and_keeps_unscored_hits_last():
+    hits = make_hits()
+    new = np.array([[0.2, np.nan, np.nan], [0.7, np.nan, np.nan]])
+    out = hits.rerank(np.array([[0.2, 0.9, np.nan], [np.nan, np.nan, np.nan]]), k=2)
+    assert [h.doc_id for h in out[0]] == ["b", "a"] and out[0][0].scores["rerank"] == pytest.approx(0.9)
+    assert out[0][0].ranks == {"dense": 0, "sparse": 1, "rerank": 1}
+    assert out.k == 2 and out.stages[-1] == {"stage": "rerank", "combine": "replace"}
+    assert [h.doc_id for h in out[1]] == ["c"] and out[1][0].score == -np.inf  # unscored: kept, after the scored
+    assert out.reranked.tolist() == [True, True] and out[0][0].reranked is True
+    partial = hits.rerank(new)
+    assert [h.doc_id for h in partial[0]] == ["a", "b"]  # a scored, b not: b stays after
+
+
+def test_rerank_fused_with_rrf_and_minmax():
+    hits = Hits(rows=np.array([[1, 2, 3]]), scores=np.array([[3.0, 2.0, 1.0]]), doc_ids=np.array([["x", "y", "z"]], object))
+    stage = np.array([[0.0, 0.5, 1.0]])
+    rrf_out = hits.rerank(stage, combine="rrf")
+    # x: 1/61 + 1/63, y: 1/62 + 1/62, z: 1/63 + 1/61 -> x and z tie above y (convexity); x keeps its place.
+    assert [h.doc_id for h in rrf_out[0]] == ["x", "z", "y"]
+    assert rrf_out[0][0].score == pytest.approx(1 / 61 + 1 / 63, rel=1e-6)
+    assert rrf_out[0][2].score == pytest.approx(2 / 62, rel=1e-6)
+    assert rrf_out.stages[-1]["combine"] == "rrf(k=60)"
+    mm = hits.rerank(stage, combine="minmax(retrieval=0.3,rerank=0.7)")
+    assert [h.doc_id for h in mm[0]] == ["z", "y", "x"] and mm[0][0].score == pytest.approx(0.7)
+    with pytest.raises(InputError, match="shape"):
+        hits.rerank(np.zeros((1, 2)))
+
+
+def test_rerank_failure_keeps_first_stage_order_and_says_why():
+    hits = make_hits()
+    out = hits.rerank(np.array([[0.1, 0.9, np.nan], [0.3, np.nan, np.nan]]), failed=[None, "scorer timed out"])
+    assert [h.doc_id for h in out[0]] == ["b", "a"]
+    assert [(h.doc_id, h.score, h.reranked, h.note) for h in out[1]] == [("c", 0.5, False, "scorer timed out")]
+    assert out.notes == (None, "scorer timed out") and out[1:].notes == ("scorer timed out",)
+
+
+class _Store:
+    """A stand-in for a large document store: counts lookups."""
+
+    def __init__(self):
+        self.calls = 0
+        self.payload = "x" * 1_000_000
+
+    def lookup(self, rows):
+        self.calls += 1
+        return [f"text {int(r)}" for r in rows], [{"row": int(r)} for r in rows]
+
+
+def test_pickling_carries_the_hits_texts_not_the_store():
+    import pickle
+
+    store = _Store()
+    hits = make_hits(store.lookup)
+    data = pickle.dumps(hits)
+    assert len(data) < 5_000  # the million-character store did not come along
+    back = pickle.loads(data)
+    calls = store.calls
+    assert back[0][0].text == "text 7" and back[0][0].metadata == {"row": 7} and back[1][0].text == "text 5"
+    assert store.calls == calls  # the copy answers from its own texts
+    np.testing.assert_array_equal(back.rows, hits.rows)
+    assert back.modes == hits.modes

@@ -111,9 +111,19 @@ def test_bad_model_paths(tmp_path):
         MiniLMEncoder(str(tmp_path))
 
 
+def test_empty_documents_encode_as_sentence_transformers_does(enc):
+    out = enc.encode_corpus(["a cat", "", "   "])
+    direct = enc._model.encode(["", "   "], convert_to_numpy=True, normalize_embeddings=True)
+    np.testing.assert_allclose(out.dense[1:], direct, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(out.dense, axis=1), 1.0, atol=1e-5)
+    assert len(enc.encode_corpus(["a cat", ""], empty="skip")) == 1
+
+
 def test_bad_input_and_outputs(enc):
-    for bad in ([], None, ["x", 3], "  "):
+    for bad in ([], None, ["x", 3]):
         with pytest.raises(InputError):
             enc.encode_corpus(bad)
+    with pytest.raises(InputError, match="empty or whitespace-only"):
+        enc.encode_queries("  ")
     with pytest.raises(ConfigError, match="cannot produce"):
         enc.encode_queries(TEXTS, outputs="sparse")

@@ -542,6 +542,17 @@ def test_encoder_through_the_registry(server):
     assert [c.body["truncate_inputs"] for c in server.calls("text")] == [True, True, True]
 
 
+def test_encoder_with_empty_documents_skips_them_or_says_to(server):
+    """The API rejects empty texts (schema minLength 1), so keeping them is refused before any request."""
+    texts = ["document 1", "", "document 2", "  "]
+    with WorkersAIEncoder(base_url=server.base_url, max_retries=0) as enc:
+        with pytest.raises(InputError, match=r"2 documents are empty.*\(indices 1, 3\).*empty='skip'"):
+            enc.encode_corpus(texts)
+        assert server.calls("text") == []
+        docs = enc.encode_corpus(texts, empty="skip")
+    np.testing.assert_allclose(docs.dense, oracle(["document 1", "document 2"]), rtol=1e-5, atol=1e-6)
+
+
 def test_encoder_normalises_and_checks_what_the_server_sends(server):
     def body(rows, pooling="cls"):
         return {"result": {"data": rows, "shape": [len(rows), len(rows[0])], "pooling": pooling}, "success": True}

@@ -17,13 +17,24 @@ dependencies (torch, FlagEmbedding) are imported only when an encoder that needs
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from ..errors import ConfigError
-from .base import Encoder, check_texts, resolve_outputs
+from .base import EMPTY_POLICIES, Encoder, check_texts, empty_indices, is_empty_text, resolve_outputs
 from .composite import CompositeEncoder
 
-__all__ = ["ENCODERS", "CompositeEncoder", "Encoder", "check_texts", "get_encoder", "resolve_outputs"]
+__all__ = [
+    "EMPTY_POLICIES",
+    "ENCODERS",
+    "CompositeEncoder",
+    "Encoder",
+    "check_texts",
+    "empty_indices",
+    "get_encoder",
+    "is_empty_text",
+    "resolve_outputs",
+]
 
 # name -> "module:Class"; modules are imported on first use so `import hybridsearch` stays light.
 ENCODERS: dict[str, str] = {
@@ -55,4 +66,10 @@ def get_encoder(name: str, **options: Any) -> Encoder:
         if options:
             raise ConfigError("options cannot be passed with a composite spec; build CompositeEncoder(...) directly")
         return CompositeEncoder.from_spec(name)
-    return encoder_class(name)(**options)
+    cls = encoder_class(name)
+    try:
+        inspect.signature(cls).bind(**options)
+    except TypeError as exc:
+        accepted = [p.name for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY]
+        raise ConfigError(f"{name}: {exc}; its options are: {', '.join(accepted) or 'none'}") from None
+    return cls(**options)

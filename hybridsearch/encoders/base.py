@@ -4,20 +4,45 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import ConfigError, InputError
 from ..types import MODES, Encoded, EncoderInfo, Mode
 
-__all__ = ["Encoder", "check_texts", "resolve_outputs"]
+__all__ = ["EMPTY_POLICIES", "EmptyPolicy", "Encoder", "check_texts", "empty_indices", "is_empty_text", "resolve_outputs"]
+
+EmptyPolicy = Literal["keep", "skip", "error"]
+EMPTY_POLICIES: tuple[str, ...] = ("keep", "skip", "error")
 
 
-def check_texts(texts: Any, *, allow_empty: bool = False, max_items: int | None = None) -> list[str]:
+def is_empty_text(text: str) -> bool:
+    """True for ``""`` and whitespace-only strings: texts with nothing to match."""
+    return not text.strip()
+
+
+def empty_indices(texts: Sequence[str]) -> list[int]:
+    """Positions of the empty or whitespace-only texts in ``texts``."""
+    return [i for i, t in enumerate(texts) if is_empty_text(t)]
+
+
+def _preview(items: Sequence[object], limit: int = 5) -> str:
+    return ", ".join(map(str, items[:limit])) + (", ..." if len(items) > limit else "")
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 query is"``, ``"3 queries are"``."""
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"1 {noun} is" if n == 1 else f"{n} {plural} are"
+
+
+def check_texts(
+    texts: Any, *, allow_empty: bool = False, max_items: int | None = None, what: str = "text"
+) -> list[str]:
     """Validate a batch of texts and return it as a list.
 
     A single ``str`` counts as a batch of one. ``None``, non-string items and an empty batch raise
-    :class:`InputError`. Empty or whitespace-only strings raise too unless ``allow_empty`` is set: they
-    carry no content, so their vectors would be meaningless and usually point to a bug upstream.
+    :class:`InputError`. Empty or whitespace-only strings raise too unless ``allow_empty`` is set (documents
+    may be empty; queries may not, see :meth:`Encoder.encode_queries`). ``what`` names the items in messages.
     """
     if texts is None:
         raise InputError("texts is None; pass a list of strings")
@@ -39,11 +64,11 @@ def check_texts(texts: Any, *, allow_empty: bool = False, max_items: int | None 
         if not isinstance(t, str):
             raise InputError(f"texts[{i}] is {type(t).__name__}, not str; every item must be a string")
     if not allow_empty:
-        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        empty = empty_indices(texts)
         if empty:
-            shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
             raise InputError(
-                f"{len(empty)} text(s) are empty or whitespace-only (indices {shown}); remove or replace them"
+                f"{_count(len(empty), what)} empty or whitespace-only (indices {_preview(empty)}); remove or replace "
+                + ("them" if len(empty) > 1 else "it")
             )
     return texts
 
@@ -77,6 +102,8 @@ class Encoder(abc.ABC):
     name: str = ""
     supported_outputs: tuple[Mode, ...] = ()
     default_outputs: tuple[Mode, ...] = ()
+    #: Whether the model gives empty texts an encoding (bge-m3 and MiniLM do; the Workers AI API rejects them).
+    encodes_empty: bool = True
 
     @property
     @abc.abstractmethod
@@ -90,16 +117,52 @@ class Encoder(abc.ABC):
     def encode_queries(
         self, texts: Sequence[str] | str, *, outputs: Iterable[str] | str | None = None, show_progress: bool = False
     ) -> Encoded:
-        """Encode queries. ``outputs`` picks views (``"dense"``, ``"sparse"``, ``"multivector"``)."""
+        """Encode queries. ``outputs`` picks views (``"dense"``, ``"sparse"``, ``"multivector"``).
+
+        An empty or whitespace-only query raises :class:`InputError`: it has nothing to match, and the vectors a
+        model gives it (bge-m3 encodes only its special tokens) would rank documents arbitrarily. Drop empty
+        queries before searching; the command line does the same (exit status 2).
+        """
         outs = resolve_outputs(outputs, self.supported_outputs, self.default_outputs)
-        return self._encode(check_texts(texts), is_query=True, outputs=outs, show_progress=show_progress)
+        return self._encode(check_texts(texts, what="query"), is_query=True, outputs=outs, show_progress=show_progress)
 
     def encode_corpus(
-        self, texts: Sequence[str] | str, *, outputs: Iterable[str] | str | None = None, show_progress: bool = False
+        self,
+        texts: Sequence[str] | str,
+        *,
+        outputs: Iterable[str] | str | None = None,
+        show_progress: bool = False,
+        empty: EmptyPolicy = "keep",
     ) -> Encoded:
-        """Encode documents. Long corpora show a progress bar when ``show_progress`` is set."""
+        """Encode documents. Long corpora show a progress bar when ``show_progress`` is set.
+
+        ``empty`` says what happens to empty or whitespace-only documents (a title-only page, a stripped table):
+
+        - ``"keep"`` (default): encode them like any other text, as bge-m3, sentence-transformers and BM25
+          libraries do: no lexical terms, and the dense and multi-vector views the model gives an empty input.
+          Encoders whose model cannot encode an empty text (``encodes_empty`` false) raise :class:`InputError`.
+        - ``"skip"``: leave them out; the result has one row per non-empty text, in order
+          (``[i for i, t in enumerate(texts) if not is_empty_text(t)]`` gives their positions).
+        - ``"error"``: raise :class:`InputError` naming their positions.
+
+        A batch of only empty texts with ``"skip"`` raises :class:`InputError` (nothing would be left).
+        """
+        if empty not in EMPTY_POLICIES:
+            raise ConfigError(f"empty must be one of {', '.join(map(repr, EMPTY_POLICIES))}, got {empty!r}")
         outs = resolve_outputs(outputs, self.supported_outputs, self.default_outputs)
-        return self._encode(check_texts(texts), is_query=False, outputs=outs, show_progress=show_progress)
+        texts = check_texts(texts, allow_empty=empty != "error", what="document")
+        blank = empty_indices(texts)
+        if blank and empty == "skip":
+            if len(blank) == len(texts):
+                raise InputError(f"all {len(texts)} documents are empty or whitespace-only; nothing is left to encode")
+            skipped = set(blank)
+            texts = [t for i, t in enumerate(texts) if i not in skipped]
+        elif blank and not self.encodes_empty:
+            raise InputError(
+                f"{_count(len(blank), 'document')} empty or whitespace-only (indices {_preview(blank)}) and "
+                f"{self.info.name} cannot encode empty texts; skip them (empty='skip') or replace them"
+            )
+        return self._encode(texts, is_query=False, outputs=outs, show_progress=show_progress)
 
     def __repr__(self) -> str:
         info = self.info

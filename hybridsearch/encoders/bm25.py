@@ -237,7 +237,7 @@ class _BM25Base(Encoder):
         return counts, np.concatenate(lengths)
 
     def _fit_counts(self, texts: Any, show_progress: bool) -> tuple[sp.csr_matrix, np.ndarray]:
-        texts = check_texts(texts)
+        texts = check_texts(texts, allow_empty=True, what="document")  # empty documents count in N, with length 0
         self._begin_fit()
         counts, dl = self._count(texts, fitting=True, show_progress=show_progress, desc=f"{self.name} fit")
         if int(dl.sum()) == 0:

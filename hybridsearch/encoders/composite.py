@@ -36,6 +36,7 @@ class CompositeEncoder(Encoder):
             raise ConfigError("CompositeEncoder needs at least one of dense=, sparse=, multivector=")
         self.supported_outputs = tuple(m for m in MODES if m in self.parts)
         self.default_outputs = self.supported_outputs
+        self.encodes_empty = all(p.encodes_empty for p in self.parts.values())
 
     @classmethod
     def from_spec(cls, spec: str) -> CompositeEncoder:
@@ -58,7 +59,7 @@ class CompositeEncoder(Encoder):
         name = ",".join(f"{m}={i.name}" for m, i in infos.items())
         model_id = ",".join(f"{m}={i.model_id}" for m, i in infos.items())
         fp = hashlib.sha256("|".join(f"{m}:{i.fingerprint}" for m, i in infos.items()).encode()).hexdigest()[:16]
-        return EncoderInfo(name=name, model_id=model_id, fingerprint=fp)
+        return EncoderInfo(name=name, model_id=model_id, fingerprint=fp, parts=infos)
 
     def _encode(self, texts: list[str], *, is_query: bool, outputs: tuple[Mode, ...], show_progress: bool) -> Encoded:
         views: dict[str, Any] = {}

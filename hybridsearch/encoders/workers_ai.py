@@ -53,6 +53,7 @@ class WorkersAIEncoder(Encoder):
     name = "workers-ai"
     supported_outputs: tuple[Mode, ...] = ("dense",)
     default_outputs: tuple[Mode, ...] = ("dense",)
+    encodes_empty = False  # the API's schema requires at least one character per text
 
     def __init__(
         self,

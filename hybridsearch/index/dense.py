@@ -304,6 +304,13 @@ class DenseIndex:
                 "examples of valid strings: " + ", ".join(repr(f) for f in FACTORY_EXAMPLES)
             ) from None
         base = _unwrap(index)
+        if isinstance(base, faiss.IndexHNSW) and (
+            base.hnsw.cum_nneighbor_per_level.size() < 2 or base.hnsw.nb_neighbors(0) < 4
+        ):
+            # FAISS accepts HNSW0 / HNSW1 here and then kills the process (an assertion, a segfault) on the first add.
+            raise ConfigError(
+                f"factory string {self._factory!r}: HNSW needs at least 2 neighbours per node (M >= 2), e.g. 'HNSW32'"
+            )
         if isinstance(base, faiss.IndexHNSW) and self._ef_construction is not None:
             base.hnsw.efConstruction = self._ef_construction
         codes = faiss.downcast_index(base.storage) if isinstance(base, faiss.IndexHNSW) else base

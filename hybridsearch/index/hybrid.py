@@ -51,7 +51,7 @@ from ..errors import (
     UnknownIdError,
     WriterPoisonedError,
 )
-from ..fusion import Fusion
+from ..fusion import DEFAULT_FUSION, Fusion
 from ..hits import Hits
 from ..types import MODES, QUERY_TIME_IDF, Encoded, EncoderInfo
 from .commit import commit, manifest_stat, open_generation
@@ -266,7 +266,7 @@ class HybridIndex:
         mode: str | None = None,
         filter: Mapping[str, Any] | None = None,  # noqa: A002 - the natural name in a search API
         candidates: int = 100,
-        fusion: str | Fusion = "rrf",
+        fusion: str | Fusion = DEFAULT_FUSION,
         rerank: bool | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
@@ -279,8 +279,9 @@ class HybridIndex:
         )
 
     # ------------------------------------------------------------------ checks
-    def _check_encoder(self, info: EncoderInfo | None, what: str) -> None:
-        check_encoder(self._encoder, info, what)
+    def _check_encoder(self, info: EncoderInfo | None, what: str, views: Sequence[str] | None = None) -> None:
+        """IndexMismatchError unless ``info``'s ``views`` (default: all held) match, per :mod:`hybridsearch.identity`."""
+        check_encoder(self._encoder, info, what, self._modes if views is None else views)
 
     def _check_views(self, enc: Encoded, modes: Sequence[str], what: str) -> None:
         check_views(enc, modes, what, self._modes, self._dims)

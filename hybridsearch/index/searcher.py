@@ -8,12 +8,14 @@ lookup and ``get`` of one searcher sees the same documents, whatever a writer do
 writer. :meth:`HybridIndex.searcher` returns the newest one; :meth:`HybridIndex.search` uses it per call.
 
 Search
-    ``mode="dense"`` / ``"sparse"``: that component's exact (or ANN) top-k. ``"multivector"``: dense (or sparse,
-    without dense) proposes ``candidates`` rows and MaxSim reranks them. ``"hybrid"``: every first-stage view (dense,
-    sparse) proposes ``candidates`` rows, the union is scored exactly by each view, and :mod:`hybridsearch.fusion`
-    combines them; when the index and the query both hold multi-vectors, the fused top ``candidates`` are then
-    rescored with MaxSim and fused again over all three views. Metadata filters and tombstones become an
-    ``allowed`` mask that every component applies before its top-k. In every mode equal scores are ordered by
+    Modes are named as in the bge-m3 paper (see :mod:`hybridsearch.modes`). ``mode="dense"`` / ``"sparse"``: that
+    component's exact (or ANN) top-k. ``"multivector"``: dense (or sparse, without dense) proposes ``candidates``
+    rows and MaxSim reranks them. ``"dense+sparse"``: every first-stage view (dense, sparse) proposes
+    ``candidates`` rows, the union is scored exactly by each view, and :mod:`hybridsearch.fusion` combines them.
+    ``"all"``: then the fused top ``candidates`` are rescored with MaxSim and fused again over all three views.
+    ``"hybrid"`` is ``"all"`` when the index and the query both hold multi-vectors, else ``"dense+sparse"``.
+    Every hit carries each view's score (:attr:`~hybridsearch.hits.Hits.view_scores`). Metadata filters and
+    tombstones become an ``allowed`` mask that every component applies before its top-k. In every mode equal scores are ordered by
     ascending row id (the order documents were added), so a top-k is always a prefix of a larger top-k.
 """
 
@@ -27,9 +29,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import ConfigError, DimensionMismatchError, IndexMismatchError, InputError, UnknownIdError
-from ..fusion import Fusion, parse_fusion
+from ..errors import DimensionMismatchError, InputError, UnknownIdError
+from ..fusion import DEFAULT_FUSION, Fusion, parse_fusion
 from ..hits import Hits
+from ..identity import check_views as check_view_identity
+from ..modes import FIRST_STAGE, SEARCH_MODES, index_search_args
 from ..types import MODES, Encoded, EncoderInfo
 from .dense import DenseIndex
 from .docstore import DocStore, StoredDocument
@@ -39,8 +43,6 @@ from .sparse import SparseIndex
 
 __all__ = ["SEARCH_MODES", "Searcher"]
 
-SEARCH_MODES = ("dense", "sparse", "multivector", "hybrid")
-FIRST_STAGE = ("dense", "sparse")
 _ID_PREVIEW = 5
 
 
@@ -119,16 +121,12 @@ def _take(a: np.ndarray, order: np.ndarray, valid: np.ndarray, fill: Any) -> np.
 
 
 
-def check_encoder(have: EncoderInfo | None, info: EncoderInfo | None, what: str) -> None:
-    """IndexMismatchError when ``info`` (the input's encoder) differs from ``have`` (the index's)."""
-    if info is None or have is None:
-        return  # hand-built Encoded objects carry no identity; widths are still checked
-    if info != have:
-        raise IndexMismatchError(
-            f"{what} were encoded by {info.name!r} (model {info.model_id!r}, fingerprint {info.fingerprint!r}) but "
-            f"this index holds documents encoded by {have.name!r} (model {have.model_id!r}, "
-            f"fingerprint {have.fingerprint!r}); encode with the index's encoder (same weights or fitted state)"
-        )
+def check_encoder(
+    have: EncoderInfo | None, info: EncoderInfo | None, what: str, views: Sequence[str]
+) -> None:
+    """IndexMismatchError unless ``info``'s ``views`` match ``have`` (the index's encoder), per
+    :mod:`hybridsearch.identity`."""
+    check_view_identity(have, info, views, what)
 
 
 def check_views(enc: Encoded, modes: Sequence[str], what: str, index_modes: Sequence[str], dims: Mapping[str, int]) -> None:
@@ -257,8 +255,8 @@ class Searcher:
     def __repr__(self) -> str:
         return f"Searcher(documents={len(self)}, modes={self._modes!r}, generation={self._generation})"
 
-    def _check_encoder(self, info: EncoderInfo | None, what: str) -> None:
-        check_encoder(self._encoder, info, what)
+    def _check_encoder(self, info: EncoderInfo | None, what: str, views: Sequence[str] | None = None) -> None:
+        check_encoder(self._encoder, info, what, self._modes if views is None else views)
 
     def _check_views(self, enc: Encoded, modes: Sequence[str], what: str) -> None:
         check_views(enc, modes, what, self._modes, self._dims)
@@ -282,7 +280,7 @@ class Searcher:
         mode: str | None = None,
         filter: Mapping[str, Any] | None = None,  # noqa: A002 - the natural name in a search API
         candidates: int = 100,
-        fusion: str | Fusion = "rrf",
+        fusion: str | Fusion = DEFAULT_FUSION,
         rerank: bool | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
@@ -291,13 +289,15 @@ class Searcher:
         """Search for each query row; returns :class:`~hybridsearch.hits.Hits` with ``k`` slots per query.
 
         ``mode``: ``"dense"``, ``"sparse"``, ``"multivector"`` (first stage from dense, or sparse without dense,
-        reranked by MaxSim) or ``"hybrid"`` (fusion of every first-stage view, then MaxSim rescoring when both sides
-        hold multi-vectors). ``None`` picks ``"hybrid"`` when the query and the index share more than one view,
-        else the one they share.
+        reranked by MaxSim), ``"dense+sparse"`` (fusion of every first-stage view), ``"all"`` (then MaxSim
+        rescoring and fusion over three views) or ``"hybrid"`` (``"all"`` when both sides hold multi-vectors, else
+        ``"dense+sparse"``). ``None`` picks ``"hybrid"`` when the query and the index share more than one view,
+        else the one they share. The queries' views must come from the index's encoder or one declared
+        interchangeable for those views (:mod:`hybridsearch.identity`), else IndexMismatchError.
 
         ``filter``: a metadata filter (see :mod:`.filters`), applied before top-k in every mode.
         ``candidates``: rows each first stage proposes (at least ``k``). ``fusion``: a spec string such as
-        ``"rrf"`` (default, k=60), ``"weighted_sum"`` (bge-m3's 1 / 0.3 / 1), ``"minmax"`` or
+        ``"rrf"`` (default, k=60), ``"weighted_sum"`` (bge-m3's 1 / 0.3 / 1), ``"minmax"``, ``"dbsf"`` or
         ``"weighted_sum(dense=0.4,sparse=0.2,multivector=0.4)"``. ``rerank``: MaxSim-rescore the fused candidates
         in hybrid mode (``None``: when possible). ``ef_search`` / ``nprobe`` tune HNSW / IVF dense search,
         ``approximate`` in ``(0, 1]`` the sparse search.
@@ -307,13 +307,13 @@ class Searcher:
         k = positive_int(k, "k")
         c = max(positive_int(candidates, "candidates"), k)
         fz = parse_fusion(fusion)
-        if mode is not None and mode not in SEARCH_MODES:
-            raise ConfigError(f"unknown search mode {mode!r}; expected one of: {', '.join(SEARCH_MODES)}")
-        self._check_encoder(query.encoder, "queries")
+        if mode is not None:
+            mode, rerank = index_search_args(mode, rerank)
         mode = self._pick_mode(query, mode)
         flt = None if filter is None else parse_filter(filter)
         nq = len(query)
         if not self._modes or nq == 0:
+            self._check_encoder(query.encoder, "queries", query.modes)
             if flt is not None:
                 self._docs.filter_mask(flt, self._next_row)  # unknown fields still raise FilterError
             return Hits.empty(nq, k, self._rank_modes(mode, query, rerank))
@@ -334,6 +334,7 @@ class Searcher:
             if mode not in self._modes:
                 raise InputError(f"this index holds no {mode} view (it holds {list(self._modes)})")
             needed = [mode]
+        self._check_encoder(query.encoder, "queries", needed)
         self._check_views(query, needed, "queries")
         self._check_values(query, needed, "queries")
         allowed = self._allowed(flt)
@@ -342,11 +343,15 @@ class Searcher:
         if mode in ("dense", "sparse"):
             rows, scores = self._first_stage(mode, query, k, allowed, knobs)
             ranks = {mode: np.where(rows >= 0, np.arange(1, k + 1, dtype=np.int32), 0)}
+            views = {mode: np.where(rows >= 0, scores, -np.inf)}
+            record = {"stage": "retrieval", "mode": mode}
         elif mode == "multivector":
-            rows, scores, ranks = self._multivector(query, first[0], k, c, allowed, knobs)
+            rows, scores, ranks, views = self._multivector(query, first[0], k, c, allowed, knobs)
+            record = {"stage": "retrieval", "mode": mode, "candidates": c}
         else:
-            rows, scores, ranks = self._hybrid(query, first, use_mv, k, c, fz, allowed, knobs)
-        return self._hits(rows, scores, ranks)
+            rows, scores, ranks, views = self._hybrid(query, first, use_mv, k, c, fz, allowed, knobs)
+            record = {"stage": "retrieval", "mode": "all" if use_mv else "dense+sparse", "fusion": str(fz), "candidates": c}
+        return self._hits(rows, scores, ranks, views, record)
 
     def _pick_mode(self, query: Encoded, mode: str | None) -> str:
         if mode is not None:
@@ -390,32 +395,35 @@ class Searcher:
 
     def _multivector(
         self, q: Encoded, first: str, k: int, c: int, allowed: np.ndarray | None, knobs: dict[str, Any]
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        cand, _ = self._first_stage(first, q, c, allowed, knobs)
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        cand, cand_scores = self._first_stage(first, q, c, allowed, knobs)
         mv = self._exact("multivector", q, cand)
         rows, scores, order = _top(cand, mv, k)
         valid = rows >= 0
         first_rank = _take(np.broadcast_to(np.arange(1, c + 1, dtype=np.int32), cand.shape), order, valid, 0)
-        return rows, scores, {first: first_rank, "multivector": np.where(valid, np.arange(1, k + 1, dtype=np.int32), 0)}
+        ranks = {first: first_rank, "multivector": np.where(valid, np.arange(1, k + 1, dtype=np.int32), 0)}
+        views = {first: _take(np.asarray(cand_scores, np.float32), order, valid, -np.inf), "multivector": scores}
+        return rows, scores, ranks, views
 
     def _hybrid(
         self, q: Encoded, first: list[str], use_mv: bool, k: int, c: int, fz: Fusion, allowed: np.ndarray | None,
         knobs: dict[str, Any],
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
         lists = {m: self._first_stage(m, q, c, allowed, knobs)[0] for m in first}
         cand = lists[first[0]]
         for m in first[1:]:
             cand = _union(cand, lists[m])
         ranks = {m: _ranks_of(cand, lists[m]) for m in first}
-        exact = {m: self._exact(m, q, cand) for m in first} if fz.needs == "scores" else {}
+        # Every view's exact score of every candidate: what rank fusion does not need, the hits still report.
+        exact = {m: self._exact(m, q, cand) for m in first}
         fused = fz(scores=exact, ranks=ranks)
         keep = c if use_mv else k
         rows, scores, order = _top(cand, fused, keep)
         valid = rows >= 0
         ranks = {m: _take(r, order, valid, 0) for m, r in ranks.items()}
-        if not use_mv:
-            return rows, scores, ranks
         exact = {m: _take(s, order, valid, -np.inf) for m, s in exact.items()}
+        if not use_mv:
+            return rows, scores, ranks, exact
         mv = self._exact("multivector", q, rows)
         _, _, mv_order = _top(rows, mv, rows.shape[1])
         mv_rank = np.zeros(rows.shape, np.int32)
@@ -426,14 +434,19 @@ class Searcher:
         fused = fz(scores=exact, ranks=ranks)
         rows2, scores2, order2 = _top(rows, fused, k)
         valid2 = rows2 >= 0
-        return rows2, scores2, {m: _take(r, order2, valid2, 0) for m, r in ranks.items()}
+        ranks2 = {m: _take(r, order2, valid2, 0) for m, r in ranks.items()}
+        return rows2, scores2, ranks2, {m: _take(s, order2, valid2, -np.inf) for m, s in exact.items()}
 
-    def _hits(self, rows: np.ndarray, scores: np.ndarray, ranks: dict[str, np.ndarray]) -> Hits:
+    def _hits(
+        self, rows: np.ndarray, scores: np.ndarray, ranks: dict[str, np.ndarray],
+        views: dict[str, np.ndarray] | None = None, record: dict[str, Any] | None = None,
+    ) -> Hits:
         valid = rows >= 0
         doc_ids = np.full(rows.shape, "", dtype=object)
         if valid.any():
             doc_ids[valid] = self._docs.doc_ids(rows[valid])
         ordered = {m: ranks[m] for m in MODES if m in ranks}
+        view_scores = {m: np.where(valid, views[m], -np.inf) for m in MODES if views and m in views}
         docs = self._docs
-        return Hits(rows, scores, doc_ids, ordered, lookup=docs.lookup)
+        return Hits(rows, scores, doc_ids, ordered, view_scores, lookup=docs.lookup, stages=[record] if record else ())
 
