@@ -1,26 +1,32 @@
-"""Benchmark of SparseIndex: single-thread exact and approximate top-10 latency against the scipy CSC baseline.
+"""Benchmark of SparseIndex on several workload shapes against same-run baselines (scipy CSC, SEISMIC).
 
 ::
 
-    python benchmarks/bench_sparse.py [--n 1000000] [--queries 1000] [--csc-queries 300] [--no-scifact]
+    python benchmarks/bench_sparse.py [--n 1000000] [--shapes reference,short,heavier,real] [--queries 300]
+                                      [--repeats 3] [--csc-queries 200] [--no-seismic] [--cache DIR]
 
-Workload: the reference synthetic corpus of ``shared/bench/synth.py`` (bge-m3-like: Zipf-distributed tokens
-over the 250,002-token XLM-R vocabulary, about 76 non-zeros a document and 11 a query, frequent tokens with
-long lists and low weights), built with ``make_corpus(n)`` and ``make_queries(q)``.
+Workloads (``benchmarks/sparse_workloads.py``): ``reference`` (``shared/bench/synth.py``: ~76 unique tokens a
+document, ~11 a query), ``short`` (the same documents, 3-5 tokens a query), ``heavier`` (~160 a document,
+26-30 a query) and ``real`` (BM25 over XLM-R tokens of SciFact + MIRACL subsets, replicated with small
+perturbations to ``--n`` documents; the real SciFact and MIRACL queries). Shapes sharing a corpus share its
+indexes.
 
-- **build**: ``SparseIndex.add`` of the whole corpus from CSR (one thread), its time and the peak resident
-  memory of the process while it runs (sampled every 5 ms);
-- **size**: ``SparseIndex.nbytes`` (every array of the index) and the bytes of the files that
-  ``SparseIndex.save`` writes, per non-zero; the per-thread search scratch is reported apart;
-- **latency**: one query per ``search`` call, k = 10, numba and every BLAS/OpenMP pool on one thread, after
-  a warm-up; exact search, approximate search at a few values of the ``approximate`` knob and the exact
-  ``csc_topk`` baseline are timed query by query, interleaved, in the same process, so that load on a
-  shared machine hits them alike;
-- **agreement**: exact top-10 ids against ``csc_topk``; a query whose ids differ counts as a near-tie flip
-  when its sorted scores equal the baseline's within 1e-6 (float32 summation order), as an error otherwise;
-  recall@10 of approximate search against exact search;
-- **real data** (unless ``--no-scifact``): BEIR SciFact with BM25 weights over XLM-R token ids
-  (``BM25Encoder``), top-10 against brute-force ``queries @ docs.T`` and latency.
+For each corpus:
+
+- **build**: ``SparseIndex.add`` from CSR, one thread: wall and CPU seconds, documents per second, peak RSS;
+- **size**: ``SparseIndex.nbytes`` per non-zero (every index array) and the per-thread search scratch;
+- **baselines**: ``csc_topk`` (scipy column slicing, exact) on ``--csc-queries`` queries, and SEISMIC
+  (``pyseismic-lsr``, ``SeismicIndexLV``, built with 2 threads) at a few ``query_cut`` / ``heap_factor`` settings;
+- **latency**: one query per call, k = 10, numba and BLAS on one thread. Every configuration (exact,
+  each approximate setting, each SEISMIC setting) is timed in its own pass over the queries, after a
+  warm-up pass of its own, so that no configuration inherits another's cached postings; the passes are
+  repeated ``--repeats`` times in turn and the report gives the median of the per-pass p50/p99 and their
+  range. Wall-clock and this thread's CPU time (which leaves out waits for a core on a shared machine);
+- **agreement**: exact top-10 ids against ``csc_topk`` (a query whose ids differ counts as a near-tie flip when
+  its sorted scores equal the baseline's within 1e-6, as an error otherwise); recall@10 of approximate
+  configurations and SEISMIC against exact search;
+- **batch**: all queries in one ``search`` call on 1 and 2 threads (``threads=``): queries per second and
+  speed-up.
 
 Results go to ``benchmarks/results/sparse.json`` and the sparse section of ``benchmarks/README.md``.
 """
@@ -29,51 +35,63 @@ from __future__ import annotations
 
 import os
 
-# One thread everywhere; must be set before numpy and numba load.
-for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_var] = "1"
+# One thread everywhere; must be set before numpy and numba load (the batch runs use threads= explicitly).
+for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
 if not os.environ.get("HYBRIDSEARCH_DATA") and os.path.isdir(_DATA):
     os.environ["HYBRIDSEARCH_DATA"] = os.path.normpath(_DATA)
 
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
+import gc  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
-import tempfile  # noqa: E402
+import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
-from types import ModuleType  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import scipy  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sparse_workloads as wl  # noqa: E402
+from _readme import replace_section  # noqa: E402
 
 from hybridsearch.index.sparse import SparseIndex  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 README_START, README_END = "<!-- sparse:start -->", "<!-- sparse:end -->"
 K = 10
-APPROX = (0.99, 0.985, 0.98, 0.97, 0.95, 0.9)
-WARMUP = 30
+WARMUP = 20
+# our approximate settings, each timed in its own pass
+APPROX: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("max_evaluations=2000", {"max_evaluations": 2000}),
+    ("max_evaluations=800", {"max_evaluations": 800}),
+    ("max_evaluations=300", {"max_evaluations": 300}),
+    ("approximate=0.95", {"approximate": 0.95}),
+)
+# SEISMIC (query_cut, heap_factor) settings; query_cut 0 means "all query terms"
+SEISMIC_SETTINGS = ((10, 0.8), (20, 0.9), (0, 1.0))
+CORPUS_OF = {"reference": "reference", "short": "reference", "heavier": "heavier", "real": "real"}
+
+
+def default_synth() -> Path:
+    here = ROOT.parent / "shared" / "bench" / "synth.py"
+    if here.exists():
+        return here
+    data = os.environ.get("HYBRIDSEARCH_DATA")
+    return Path(data).parent / "bench" / "synth.py" if data else here
 
 
 # ----------------------------------------------------------------------------- helpers
-def load_synth(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("synth", path)
-    if spec is None or spec.loader is None or not path.exists():
-        raise SystemExit(f"reference workload not found at {path}; pass --synth")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -106,44 +124,50 @@ def peak_rss() -> Iterator[dict[str, float]]:
         out["peak_gb"] = max(out["peak_gb"], proc.memory_info().rss / 1e9)
 
 
-def pct(lat_ms: list[float]) -> dict[str, float]:
-    a = np.asarray(lat_ms)
-    return {
-        "p50_ms": float(np.percentile(a, 50)),
-        "p90_ms": float(np.percentile(a, 90)),
-        "p99_ms": float(np.percentile(a, 99)),
-        "mean_ms": float(a.mean()),
-        "queries": int(a.size),
-    }
+def pct(a: list[float]) -> dict[str, float]:
+    x = np.asarray(a)
+    return {"p50_ms": float(np.percentile(x, 50)), "p99_ms": float(np.percentile(x, 99)), "mean_ms": float(x.mean())}
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    t = time.perf_counter()
-    out = fn()
-    return out, (time.perf_counter() - t) * 1e3
+def timed_pass(fn: Callable[[int], Any], n: int) -> tuple[list[Any], dict[str, Any]]:
+    """Run ``fn(i)`` for the warm-up queries, then time it query by query: results and latency percentiles."""
+    for i in range(WARMUP):
+        fn(i)
+    out, wall, cpu = [], [], []
+    for i in range(WARMUP, n):
+        c, t = time.thread_time(), time.perf_counter()
+        out.append(fn(i))
+        wall.append((time.perf_counter() - t) * 1e3)
+        cpu.append((time.thread_time() - c) * 1e3)
+    return out, {"wall": pct(wall), "cpu": pct(cpu)}
 
 
-def timed2(fn: Callable[[], Any]) -> tuple[Any, float, float]:
-    """Result, wall-clock ms and this thread's CPU ms (CPU time leaves out waits for a core on a busy machine)."""
-    c, t = time.thread_time(), time.perf_counter()
-    out = fn()
-    return out, (time.perf_counter() - t) * 1e3, (time.thread_time() - c) * 1e3
+def summarize(passes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and range over repeated passes of each percentile."""
+    out: dict[str, Any] = {"passes": passes}
+    for clock in ("wall", "cpu"):
+        for key in ("p50_ms", "p99_ms"):
+            v = [p[clock][key] for p in passes]
+            out[f"{clock}_{key}"] = float(np.median(v))
+            out[f"{clock}_{key}_range"] = [float(min(v)), float(max(v))]
+    return out
 
 
-def recall_at_k(got: np.ndarray, ref: np.ndarray) -> float:
+def recall_at_k(got: list[np.ndarray], ref: list[np.ndarray]) -> float:
     hits = []
     for g, r in zip(got, ref, strict=True):
         r = r[r >= 0]
-        hits.append(len(set(g[g >= 0].tolist()) & set(r.tolist())) / max(1, r.size))
+        g = g[g >= 0]
+        hits.append(len(set(g.tolist()) & set(r.tolist())) / max(1, r.size))
     return float(np.mean(hits))
 
 
 def compare(
-    rows: np.ndarray, scores: np.ndarray, ref_rows: list[np.ndarray], ref_scores: list[np.ndarray]
+    rows: list[np.ndarray], scores: list[np.ndarray], ref: list[tuple[np.ndarray, np.ndarray]]
 ) -> dict[str, int]:
     """Top-k agreement with a reference: identical id sets, near-tie flips (scores within 1e-6), errors."""
     same = flips = errors = 0
-    for r, s, rr, rs in zip(rows, scores, ref_rows, ref_scores, strict=False):
+    for r, s, (rr, rs) in zip(rows, scores, ref, strict=False):
         keep = rs > 0
         rr, rs = rr[keep], rs[keep]
         got = r[r >= 0]
@@ -156,189 +180,211 @@ def compare(
     return {"identical": same, "near_tie_flips": flips, "errors": errors}
 
 
-# ----------------------------------------------------------------------------- synthetic workload
-def bench_synthetic(args: argparse.Namespace) -> dict[str, Any]:
-    synth = load_synth(args.synth)
-    t0 = time.perf_counter()
-    docs = synth.make_corpus(args.n)
-    queries = synth.make_queries(args.queries + WARMUP)
-    gen_s = time.perf_counter() - t0
-    print(
-        f"corpus: {args.n:,} docs, {docs.nnz:,} non-zeros ({docs.nnz / args.n:.1f}/doc), generated in {gen_s:.0f} s",
-        flush=True,
-    )
+# ----------------------------------------------------------------------------- workloads
+def load_corpus(name: str, args: argparse.Namespace) -> sp.csr_matrix:
+    cache = args.cache / f"{name}_{args.n}.npz" if args.cache else None
+    if name == "reference":
+        synth = wl.load_synth(args.synth)
+        return wl.cached(cache, lambda: synth.make_corpus(args.n))
+    if name == "real":
+        return wl.cached(cache, lambda: wl.make_real(args.n)[0])
+    return wl.cached(cache, lambda: wl.make_corpus(wl.SHAPES[name], args.n))
 
-    index = SparseIndex(synth.VOCAB, block_size=args.block_size)
+
+def load_queries(shape: str, args: argparse.Namespace) -> sp.csr_matrix:
+    nq = args.queries + WARMUP
+    if shape == "reference":
+        return wl.load_synth(args.synth).make_queries(nq)
+    if shape == "real":
+        q = wl.make_real(1)[1]  # the real queries do not depend on the corpus size
+        return q[: min(nq, q.shape[0])]
+    return wl.make_queries(wl.SHAPES[shape], nq)
+
+
+# ----------------------------------------------------------------------------- baselines
+class Seismic:
+    """SEISMIC (``pyseismic-lsr``), large-vocabulary index over integer token ids."""
+
+    def __init__(self, docs: sp.csr_matrix, n_postings: int) -> None:
+        import seismic
+
+        self.mod = seismic
+        ds = seismic.SeismicDatasetLV(dim=docs.shape[1])
+        ds.add_documents_by_id(
+            [str(i) for i in range(docs.shape[0])],
+            docs.indices.astype(np.int64),
+            docs.data.astype(np.float32),
+            docs.indptr.astype(np.int64),
+        )
+        t = time.perf_counter()
+        self.index = seismic.SeismicIndexLV.build_from_dataset(
+            ds, n_postings=n_postings, centroid_fraction=0.1, summary_energy=0.4, num_threads=2
+        )
+        self.build_seconds = time.perf_counter() - t
+        from importlib.metadata import version
+
+        self.version = version("pyseismic-lsr")
+
+    def prepare(self, q: sp.csr_matrix) -> list[tuple[np.ndarray, np.ndarray]]:
+        st = self.mod.get_seismic_string()
+        out = []
+        for i in range(q.shape[0]):
+            a, b = q.indptr[i], q.indptr[i + 1]
+            out.append((np.array([str(t) for t in q.indices[a:b]], dtype=st), q.data[a:b].astype(np.float32)))
+        return out
+
+    def search(self, comp: np.ndarray, vals: np.ndarray, query_cut: int, heap_factor: float) -> np.ndarray:
+        res = self.index.search("q", comp, vals, k=K, query_cut=query_cut or len(comp), heap_factor=heap_factor)
+        return np.array([int(r[2]) for r in res], np.int64)
+
+
+# ----------------------------------------------------------------------------- one corpus
+def bench_corpus(corpus: str, shapes: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    docs = load_corpus(corpus, args)
+    n = docs.shape[0]
+    print(f"[{corpus}] {n:,} docs, {docs.nnz / n:.1f} nnz/doc, loaded in {time.perf_counter() - t0:.0f} s", flush=True)
+    index = SparseIndex(docs.shape[1])
+    gc.collect()
     with peak_rss() as mem:
-        t0 = time.perf_counter()
-        index.add(docs, np.arange(args.n, dtype=np.int64))
-        build_ms = (time.perf_counter() - t0) * 1e3
+        c, t = time.process_time(), time.perf_counter()
+        index.add(docs, np.arange(n, dtype=np.int64))
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
     build = {
-        "seconds": build_ms / 1e3,
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+        "docs_per_second_wall": n / wall,
+        "docs_per_second_cpu": n / cpu,
         "peak_rss_gb": mem["peak_gb"],
         "rss_before_gb": mem["before_gb"],
-        "segments": index.n_segments,
     }
-    print(
-        f"build: {build['seconds']:.1f} s, peak RSS {mem['peak_gb']:.2f} GB (before {mem['before_gb']:.2f} GB)",
-        flush=True,
-    )
-
-    with tempfile.TemporaryDirectory() as tmp:
-        names = index.save(Path(tmp))
-        disk = sum((Path(tmp) / n).stat().st_size for n in names)
-        loaded = SparseIndex.load(Path(tmp))
-        check = synth.make_queries(50, seed=7)
-        same_after_load = all(
-            np.array_equal(a, b) for a, b in zip(loaded.search(check, K), index.search(check, K), strict=True)
-        )
-        del loaded
     size = {
         "nnz": int(index.nnz),
-        "ram_bytes": int(index.nbytes),
-        "ram_bytes_per_nnz": index.nbytes / index.nnz,
-        "disk_bytes": int(disk),
-        "disk_bytes_per_nnz": disk / index.nnz,
+        "nnz_per_doc": index.nnz / n,
+        "bytes_per_nnz": index.nbytes / index.nnz,
         "scratch_bytes_per_thread": int(index.scratch_nbytes),
-        "ram_bytes_per_nnz_with_scratch": (index.nbytes + index.scratch_nbytes) / index.nnz,
-        "mmap_load_gives_same_results": bool(same_after_load),
+        "dense_terms": int(sum(s.f_terms.size for s in index._segments)),
     }
     print(
-        f"size: {size['ram_bytes_per_nnz']:.3f} B/nnz in RAM, {size['disk_bytes_per_nnz']:.3f} B/nnz on disk",
+        f"[{corpus}] build {wall:.1f} s wall / {cpu:.1f} s CPU ({n / cpu:,.0f} docs/s CPU), "
+        f"{size['bytes_per_nnz']:.2f} B/nnz",
         flush=True,
     )
+    queries = {s: load_queries(s, args) for s in shapes}
 
+    # CSC baseline: the exact reference top-10 and its latency (one pass)
+    synth = wl.load_synth(args.synth)
     csc = docs.tocsc()
+    csc_res: dict[str, Any] = {}
+    for s in shapes:
+        q = queries[s]
+        m = min(q.shape[0], WARMUP + args.csc_queries)
+        res, lat = timed_pass(lambda i, q=q, csc=csc: synth.csc_topk(csc, q[i], K), m)
+        csc_res[s] = {"top": [(np.asarray(a), np.asarray(b)) for a, b in res], "latency": lat}
+    del csc
+    gc.collect()
+
+    seis = None
+    seis_info: dict[str, Any] = {}
+    if args.seismic:
+        try:
+            seis = Seismic(docs, args.seismic_postings)
+            seis_info = {
+                "build_seconds_2_threads": seis.build_seconds,
+                "n_postings": args.seismic_postings,
+                "version": seis.version,
+            }
+            print(f"[{corpus}] SEISMIC built in {seis.build_seconds:.0f} s", flush=True)
+        except Exception as exc:  # noqa: BLE001 - a missing optional baseline must not lose our results
+            seis_info = {"skipped": f"{type(exc).__name__}: {exc}"}
+            print(f"[{corpus}] SEISMIC skipped: {seis_info['skipped']}", flush=True)
     del docs
-    qs = [queries[i] for i in range(queries.shape[0])]
-    for q in qs[:WARMUP]:  # compile, fault in pages and caches
-        index.search(q, K)
-        index.search(q, K, approximate=APPROX[-1])
-        synth.csc_topk(csc, q, K)
-    qs = qs[WARMUP:]
-    lat: dict[str, list[float]] = {"exact": [], "csc": [], **{f"approx_{a}": [] for a in APPROX}}
-    cpu: dict[str, list[float]] = {name: [] for name in lat}
-    exact_rows, exact_scores, evaluated = [], [], []
-    approx_rows: dict[float, list[np.ndarray]] = {a: [] for a in APPROX}
-    csc_rows, csc_scores = [], []
-    load_before = os.getloadavg()[0]
-    t_start = time.perf_counter()
-    for i, q in enumerate(qs):
-        (r, s), ms, cms = timed2(lambda q=q: index.search(q, K))
-        lat["exact"].append(ms)
-        cpu["exact"].append(cms)
-        exact_rows.append(r[0])
-        exact_scores.append(s[0])
-        evaluated.append(int(index._last_stats[0, 1]))
-        for a in APPROX:
-            (r, _), ms, cms = timed2(lambda q=q, a=a: index.search(q, K, approximate=a))
-            lat[f"approx_{a}"].append(ms)
-            cpu[f"approx_{a}"].append(cms)
-            approx_rows[a].append(r[0])
-        if i < args.csc_queries:
-            (top, sc), ms, cms = timed2(lambda q=q: synth.csc_topk(csc, q, K))
-            lat["csc"].append(ms)
-            cpu["csc"].append(cms)
-            csc_rows.append(np.asarray(top))
-            csc_scores.append(np.asarray(sc))
-    run_s = time.perf_counter() - t_start
-    load_after = os.getloadavg()[0]
+    gc.collect()
 
-    exact = pct(lat["exact"])
-    exact["cpu"] = pct(cpu["exact"])
-    csc_stats = pct(lat["csc"])
-    csc_stats["cpu"] = pct(cpu["csc"])
-    n_cmp = len(csc_rows)
-    out: dict[str, Any] = {
-        "n_docs": args.n,
-        "queries": len(qs),
-        "k": K,
-        "block_size": args.block_size,
-        "generation_seconds": gen_s,
-        "build": build,
-        "size": size,
-        "exact": {
-            **exact,
-            "speedup_p50_vs_csc": csc_stats["p50_ms"] / exact["p50_ms"],
-            "speedup_p99_vs_csc": csc_stats["p99_ms"] / exact["p99_ms"],
-            "median_documents_evaluated": float(np.median(evaluated)),
-            "agreement_with_csc": compare(
-                np.array(exact_rows[:n_cmp]), np.array(exact_scores[:n_cmp]), csc_rows, csc_scores
-            ),
-        },
-        "csc_topk": csc_stats,
-        "approximate": {},
-        "timed_loop_seconds": run_s,
-        "load_average_before": load_before,
-        "load_average_after": load_after,
-    }
-    for a in APPROX:
-        st = pct(lat[f"approx_{a}"])
-        st["cpu"] = pct(cpu[f"approx_{a}"])
-        st["recall_at_10"] = recall_at_k(np.array(approx_rows[a]), np.array(exact_rows))
-        st["speedup_p50_vs_csc"] = csc_stats["p50_ms"] / st["p50_ms"]
-        out["approximate"][str(a)] = st
-    print(
-        f"exact p50 {exact['p50_ms']:.3f} ms p99 {exact['p99_ms']:.3f} ms | csc p50 {csc_stats['p50_ms']:.2f} ms "
-        f"| speedup {out['exact']['speedup_p50_vs_csc']:.1f}x | agreement {out['exact']['agreement_with_csc']}",
-        flush=True,
-    )
-    for a, st in out["approximate"].items():
+    out: dict[str, Any] = {"n_docs": n, "build": build, "size": size, "seismic_index": seis_info, "shapes": {}}
+    for s in shapes:
+        q = queries[s]
+        nq = q.shape[0]
+        qrows = [q[i] for i in range(nq)]
+        configs: list[tuple[str, Callable[[int], Any]]] = [
+            ("exact", lambda i, qrows=qrows, index=index: index.search(qrows[i], K)),
+        ]
+        for name, kw in APPROX:
+            configs.append((name, lambda i, qrows=qrows, kw=kw, index=index: index.search(qrows[i], K, **kw)))
+        if seis is not None:
+            prepared = seis.prepare(q)
+            for qc, hf in SEISMIC_SETTINGS:
+                configs.append(
+                    (
+                        f"SEISMIC query_cut={qc or 'all'} heap_factor={hf}",
+                        lambda i, p=prepared, qc=qc, hf=hf, se=seis: se.search(p[i][0], p[i][1], qc, hf),
+                    )
+                )
+        passes: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in configs}
+        results: dict[str, list[Any]] = {}
+        for rep in range(args.repeats):
+            for name, fn in configs:
+                res, lat = timed_pass(fn, nq)
+                passes[name].append(lat)
+                if rep == 0:
+                    results[name] = res
+        exact_rows = [r[0][0] for r in results["exact"]]
+        exact_scores = [r[1][0] for r in results["exact"]]
+        shape_out: dict[str, Any] = {
+            "queries": nq - WARMUP,
+            "query_nnz_mean": float(np.diff(q.indptr).mean()),
+            "csc": {"latency": csc_res[s]["latency"], "queries": len(csc_res[s]["top"])},
+            "configs": {},
+        }
+        shape_out["exact_agreement_with_csc"] = compare(exact_rows, exact_scores, csc_res[s]["top"])
+        for name, _ in configs:
+            st = summarize(passes[name])
+            if name == "exact":
+                st["recall_at_10"] = 1.0
+            elif name.startswith("SEISMIC"):
+                st["recall_at_10"] = recall_at_k(results[name], exact_rows)
+            else:
+                st["recall_at_10"] = recall_at_k([r[0][0] for r in results[name]], exact_rows)
+            shape_out["configs"][name] = st
+            print(
+                f"[{s}] {name:42s} p50 {st['wall_p50_ms']:7.3f} ms p99 {st['wall_p99_ms']:7.3f} ms "
+                f"(CPU {st['cpu_p50_ms']:.3f} / {st['cpu_p99_ms']:.3f}) recall@10 {st['recall_at_10']:.4f}",
+                flush=True,
+            )
+        c = shape_out["csc"]["latency"]
         print(
-            f"approximate={a}: p50 {st['p50_ms']:.3f} ms p99 {st['p99_ms']:.3f} ms recall@10 {st['recall_at_10']:.4f}"
+            f"[{s}] csc p50 {c['wall']['p50_ms']:.2f} ms p99 {c['wall']['p99_ms']:.2f} ms; "
+            f"exact vs csc {shape_out['exact_agreement_with_csc']}",
+            flush=True,
         )
-    return out
-
-
-# ----------------------------------------------------------------------------- real data: SciFact + BM25
-def bench_scifact(args: argparse.Namespace) -> dict[str, Any]:
-    """BM25 weights over XLM-R token ids on BEIR SciFact: exactness against brute force, and latency."""
-    from hybridsearch.datasets import load_dataset
-    from hybridsearch.encoders.bm25 import BM25Encoder
-
-    ds = load_dataset("scifact")
-    texts = [f"{d.title} {d.text}".strip() for d in ds.corpus]
-    qtexts = list(ds.queries.values())
-    t0 = time.perf_counter()
-    enc = BM25Encoder().fit(texts)
-    docs = enc.encode_corpus(texts).sparse
-    qs = enc.encode_queries(qtexts).sparse
-    encode_s = time.perf_counter() - t0
-    index = SparseIndex(docs.shape[1], block_size=args.block_size)
-    _, build_ms = timed(lambda: index.add(docs, np.arange(docs.shape[0], dtype=np.int64)))
-    rows, scores = index.search(qs, K)
-    ref = (qs.astype(np.float64) @ docs.astype(np.float64).T).toarray()
-    ref_rows, ref_scores = [], []
-    for i in range(ref.shape[0]):
-        top = np.lexsort((np.arange(ref.shape[1]), -ref[i]))[:K]
-        ref_rows.append(top)
-        ref_scores.append(ref[i, top].astype(np.float32))
-    lat = []
-    for i in range(qs.shape[0]):
-        q = qs[i]
-        index.search(q, K)
-        lat.append(timed(lambda q=q: index.search(q, K))[1])
-    csc = docs.tocsc()
-    base = []
-    for i in range(qs.shape[0]):
-        base.append(timed(lambda i=i: np.argpartition(-(csc @ qs[i].T).toarray().ravel(), K)[:K])[1])
-    out = {
-        "docs": int(docs.shape[0]),
-        "queries": int(qs.shape[0]),
-        "nnz": int(docs.nnz),
-        "nnz_per_doc": docs.nnz / docs.shape[0],
-        "query_nnz_median": float(np.median(np.diff(qs.indptr))),
-        "encode_seconds": encode_s,
-        "build_seconds": build_ms / 1e3,
-        "ram_bytes_per_nnz": index.nbytes / index.nnz,
-        "agreement_with_brute_force": compare(rows, scores, ref_rows, ref_scores),
-        "latency": pct(lat),
-        "scipy_matvec_latency": pct(base),
-    }
-    print(
-        f"scifact: {out['docs']} docs, {out['nnz_per_doc']:.0f} nnz/doc, p50 {out['latency']['p50_ms']:.3f} ms, "
-        f"agreement {out['agreement_with_brute_force']}"
-    )
+        # batch: all timed queries in one call, 1 and 2 threads
+        batch_q = q[WARMUP:]
+        index.search(batch_q, K, threads=2)
+        batch: dict[str, Any] = {}
+        for threads in (1, 2):
+            secs, cpus = [], []
+            for _ in range(args.repeats):
+                c, t = time.process_time(), time.perf_counter()
+                rows, _ = index.search(batch_q, K, threads=threads)
+                secs.append(time.perf_counter() - t)
+                cpus.append(time.process_time() - c)
+            same = all(np.array_equal(rows[i], exact_rows[i]) for i in range(len(exact_rows)))
+            batch[f"threads_{threads}"] = {
+                "qps": batch_q.shape[0] / float(np.median(secs)),
+                "seconds": secs,
+                "cpu_ms_per_query": float(np.median(cpus)) * 1e3 / batch_q.shape[0],
+                "same_results": bool(same),
+            }
+        batch["speedup_2_threads"] = batch["threads_2"]["qps"] / batch["threads_1"]["qps"]
+        shape_out["batch"] = batch
+        print(
+            f"[{s}] batch QPS 1 thread {batch['threads_1']['qps']:.0f}, 2 threads {batch['threads_2']['qps']:.0f} "
+            f"({batch['speedup_2_threads']:.2f}x)",
+            flush=True,
+        )
+        out["shapes"][s] = shape_out
+    del seis, index
+    gc.collect()
     return out
 
 
@@ -357,111 +403,159 @@ def machine() -> dict[str, Any]:
     }
 
 
-def readme_section(res: dict[str, Any]) -> str:
-    m, s = res["machine"], res["synthetic"]
-    ex, csc, size, build = s["exact"], s["csc_topk"], s["size"], s["build"]
-    agree = ex["agreement_with_csc"]
+def _ms(st: dict[str, Any], key: str) -> str:
+    lo, hi = st[f"{key}_range"]
+    return f"{st[key]:.2f} ({lo:.2f}–{hi:.2f})"
+
+
+def readme_section(results: list[dict[str, Any]]) -> str:
     lines = [
         README_START,
         "## Sparse inverted index",
         "",
-        f"`python benchmarks/bench_sparse.py --n {s['n_docs']} --queries {s['queries']}` ({m['date']}, {m['cpu']}, "
-        f"{m['cores']} cores, Python {m['python']}, numpy {m['numpy']}, numba {m['numba']}; load average "
-        f"{s['load_average_before']:.1f} before / {s['load_average_after']:.1f} after the timed loop"
-        + ("; the machine was shared, so latencies are noisy" if s["load_average_before"] > 1.0 else "")
-        + ").",
-        f"Reference workload `shared/bench/synth.py`: {s['n_docs']:,} documents, {size['nnz']:,} non-zeros, "
-        f"{s['queries']} queries, k = {s['k']}, one query per call, one thread. `SparseIndex(block_size={s['block_size']})`.",
+        "One query per call, k = 10, one thread; each configuration timed in its own pass over the queries after "
+        "its own warm-up, passes repeated; p50 / p99 in ms are the median over the repeats (range in brackets). "
+        "Recall@10 is against our exact search, whose top-10 is checked against scipy `csc_topk`. CPU times are "
+        "this thread's CPU time per query: on a shared machine they leave out waits for a core, which dominate "
+        "the wall-clock p99 and the batch throughput when the load average is far above the core count.",
         "",
-        "Wall-clock latency, and this thread's CPU time (which leaves out waits for a core when the machine "
-        "is shared):",
-        "",
-        "| search | p50 ms | p90 ms | p99 ms | CPU p50 ms | CPU p99 ms | speedup p50 vs CSC | recall@10 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-        f"| `csc_topk` baseline ({csc['queries']} queries) | {csc['p50_ms']:.2f} | {csc['p90_ms']:.2f} | "
-        f"{csc['p99_ms']:.2f} | {csc['cpu']['p50_ms']:.2f} | {csc['cpu']['p99_ms']:.2f} | 1.0x | 1.000 |",
-        f"| exact | {ex['p50_ms']:.3f} | {ex['p90_ms']:.3f} | {ex['p99_ms']:.3f} | {ex['cpu']['p50_ms']:.3f} | "
-        f"{ex['cpu']['p99_ms']:.3f} | {ex['speedup_p50_vs_csc']:.1f}x | 1.000 |",
     ]
-    for a, st in s["approximate"].items():
-        lines.append(
-            f"| approximate={a} | {st['p50_ms']:.3f} | {st['p90_ms']:.3f} | {st['p99_ms']:.3f} | "
-            f"{st['cpu']['p50_ms']:.3f} | {st['cpu']['p99_ms']:.3f} | {st['speedup_p50_vs_csc']:.1f}x | "
-            f"{st['recall_at_10']:.3f} |"
-        )
-    lines += [
-        "",
-        f"- Exact top-10 against `csc_topk` on {sum(agree.values())} queries: {agree['identical']} identical, "
-        f"{agree['near_tie_flips']} near-tie flips (scores equal within 1e-6), {agree['errors']} errors. "
-        f"Median documents evaluated exactly per query: {ex['median_documents_evaluated']:.0f}.",
-        f"- Size: {size['ram_bytes_per_nnz']:.2f} bytes per non-zero in RAM (all index arrays), "
-        f"{size['disk_bytes_per_nnz']:.2f} on disk; plus {size['scratch_bytes_per_thread'] / 2**20:.1f} MiB of search "
-        f"scratch per thread ({size['ram_bytes_per_nnz_with_scratch']:.2f} B/nnz with it). A memory-mapped load "
-        f"gives the same results: {size['mmap_load_gives_same_results']}.",
-        f"- Build from CSR: {build['seconds']:.1f} s, peak RSS {build['peak_rss_gb']:.2f} GB "
-        f"(the corpus itself took {build['rss_before_gb']:.2f} GB before the build).",
-    ]
-    sf = res.get("scifact")
-    if sf:
-        a = sf["agreement_with_brute_force"]
-        lines.append(
-            f"- SciFact with BM25 weights (`BM25Encoder`, XLM-R token ids): {sf['docs']:,} documents, "
-            f"{sf['nnz_per_doc']:.0f} non-zeros/doc, {sf['queries']} queries; exact top-10 against brute force: "
-            f"{a['identical']} identical, {a['near_tie_flips']} near-tie flips, {a['errors']} errors; p50 "
-            f"{sf['latency']['p50_ms']:.3f} ms, p99 {sf['latency']['p99_ms']:.3f} ms (scipy `docs @ q` + argpartition: "
-            f"p50 {sf['scipy_matvec_latency']['p50_ms']:.3f} ms); {sf['ram_bytes_per_nnz']:.2f} B/nnz."
-        )
-    elif res.get("scifact_skipped"):
-        lines.append(f"- SciFact check skipped: {res['scifact_skipped']}.")
+    for res in results:
+        lines += _run_section(res)
     lines += [
         "- Method: sparse-term lists scored term at a time per 65,536-document partition; frequent (dense) terms "
         "never traversed, bounded per 2-document block by quantised maxima summed in uint16, and looked up only for "
-        "candidates whose bound reaches the running top-10 threshold (see `hybridsearch/index/_sparse_kernels.py`).",
-        "- `approximate=a` evaluates a candidate only when `a` times its score bound reaches the running top-k "
-        "threshold (1 = exact).",
+        "candidates whose bound reaches the running top-10 threshold, best bound first through a bucketed order "
+        "(see `hybridsearch/index/_sparse_kernels.py`).",
+        "- `max_evaluations=m` evaluates at most m candidates per query, best bound first; `approximate=a` "
+        "evaluates a candidate only when a times its bound reaches the threshold. Returned scores stay exact.",
         "",
         README_END,
     ]
     return "\n".join(lines)
 
 
-def update_readme(section: str) -> None:
-    path = ROOT / "benchmarks" / "README.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if README_START in text and README_END in text:
-        a = text.index(README_START)
-        b = text.index(README_END) + len(README_END)
-        text = text[:a] + section + text[b:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text, encoding="utf-8")
+def _has_seismic(res: dict[str, Any]) -> bool:
+    return any(
+        name.startswith("SEISMIC")
+        for c in res["corpora"].values()
+        for s in c["shapes"].values()
+        for name in s["configs"]
+    )
+
+
+def _run_section(res: dict[str, Any]) -> list[str]:
+    m, a = res["machine"], res["args"]
+    lines = [
+        f"### {a['n']:,} documents" + (", with SEISMIC" if _has_seismic(res) else ""),
+        "",
+        f"`python benchmarks/bench_sparse.py --n {a['n']} --queries {a['queries']} --repeats {a['repeats']} "
+        f"--shapes {','.join(a['shapes'])}` "
+        f"({m['date']}, {m['cpu']}, {m['cores']} cores, Python {m['python']}, numpy {m['numpy']}, numba "
+        f"{m['numba']}; load average {res['load_average'][0]:.1f} at the start, {res['load_average'][1]:.1f} at "
+        "the end).",
+        "",
+    ]
+    for corpus, c in res["corpora"].items():
+        b, z = c["build"], c["size"]
+        lines.append(
+            f"**Corpus `{corpus}`**: {c['n_docs']:,} documents, {z['nnz_per_doc']:.0f} non-zeros each; build "
+            f"{b['wall_seconds']:.1f} s wall, {b['cpu_seconds']:.1f} s CPU ({b['docs_per_second_cpu']:,.0f} docs/s "
+            f"CPU), peak RSS {b['peak_rss_gb']:.1f} GB; {z['bytes_per_nnz']:.2f} bytes per non-zero "
+            f"(+{z['scratch_bytes_per_thread'] / 2**20:.1f} MiB scratch per searching thread)"
+            + (
+                f"; SEISMIC (`pyseismic-lsr` {c['seismic_index'].get('version') or '0.5.4'}, `SeismicIndexLV`) "
+                f"built in {c['seismic_index']['build_seconds_2_threads']:.0f} s on 2 threads "
+                f"(n_postings {c['seismic_index']['n_postings']}, centroid_fraction 0.1, summary_energy 0.4)."
+                if "build_seconds_2_threads" in c["seismic_index"]
+                else "."
+            )
+        )
+        lines.append("")
+        for shape, s in c["shapes"].items():
+            ag = s["exact_agreement_with_csc"]
+            csc = s["csc"]["latency"]
+            lines += [
+                f"*Shape `{shape}`* ({s['queries']} queries, {s['query_nnz_mean']:.1f} tokens each). Exact top-10 "
+                f"against `csc_topk` on {sum(ag.values())} queries: {ag['identical']} identical, "
+                f"{ag['near_tie_flips']} near-tie flips (scores equal within 1e-6), {ag['errors']} errors.",
+                "",
+                "| search | p50 ms | p99 ms | CPU p50 ms | CPU p99 ms | recall@10 |",
+                "|---|---:|---:|---:|---:|---:|",
+                f"| scipy `csc_topk` ({s['csc']['queries']} queries, one pass) | {csc['wall']['p50_ms']:.2f} | "
+                f"{csc['wall']['p99_ms']:.2f} | {csc['cpu']['p50_ms']:.2f} | {csc['cpu']['p99_ms']:.2f} | 1.000 |",
+            ]
+            for name, st in s["configs"].items():
+                label = f"ours, {name}" if not name.startswith("SEISMIC") else name
+                lines.append(
+                    f"| {label} | {_ms(st, 'wall_p50_ms')} | {_ms(st, 'wall_p99_ms')} | {st['cpu_p50_ms']:.2f} | "
+                    f"{st['cpu_p99_ms']:.2f} | {st['recall_at_10']:.3f} |"
+                )
+            bt = s["batch"]
+            cpu_qps = (
+                f"; CPU time per query on 1 thread {bt['threads_1']['cpu_ms_per_query']:.2f} ms "
+                f"({1e3 / bt['threads_1']['cpu_ms_per_query']:,.0f} QPS of CPU)"
+                if "cpu_ms_per_query" in bt["threads_1"]
+                else ""
+            )
+            lines += [
+                "",
+                f"Batch of {s['queries']} queries in one call, exact: {bt['threads_1']['qps']:,.0f} QPS on 1 thread, "
+                f"{bt['threads_2']['qps']:,.0f} QPS on 2 threads ({bt['speedup_2_threads']:.2f}x wall-clock; same "
+                f"results: {bt['threads_2']['same_results']}){cpu_qps}.",
+                "",
+            ]
+    return lines
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=1_000_000, help="documents in the synthetic corpus")
-    p.add_argument("--queries", type=int, default=1000, help="timed queries (after a warm-up)")
-    p.add_argument("--csc-queries", type=int, default=300, help="how many of them also run csc_topk")
-    p.add_argument("--block-size", type=int, default=2, help="SparseIndex block_size")
-    p.add_argument("--synth", type=Path, default=ROOT.parent / "shared" / "bench" / "synth.py")
-    p.add_argument("--no-scifact", action="store_true", help="skip the SciFact + BM25 check")
+    p.add_argument("--n", type=int, default=1_000_000, help="documents per corpus")
+    p.add_argument("--shapes", default="reference,short,heavier,real", help="comma-separated workload shapes")
+    p.add_argument("--queries", type=int, default=300, help="timed queries per shape (after a warm-up)")
+    p.add_argument("--csc-queries", type=int, default=200, help="queries timed with csc_topk (exact reference)")
+    p.add_argument("--repeats", type=int, default=3, help="passes per configuration")
+    p.add_argument("--no-seismic", dest="seismic", action="store_false", help="skip the SEISMIC baseline")
+    p.add_argument("--seismic-postings", type=int, default=2500, help="SEISMIC n_postings")
+    p.add_argument("--synth", type=Path, default=default_synth())
+    p.add_argument("--cache", type=Path, default=None, help="cache generated corpora here (.npz)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sparse.json")
     p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
+    p.add_argument(
+        "--readme-from", type=Path, nargs="+", default=None, help="only rewrite the README section from these JSONs"
+    )
     args = p.parse_args()
+    if args.readme_from:
+        runs = [json.loads(f.read_text(encoding="utf-8")) for f in args.readme_from]
+        replace_section(ROOT / "benchmarks" / "README.md", README_START, README_END, readme_section(runs))
+        print("updated benchmarks/README.md")
+        return
+    shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    unknown = [s for s in shapes if s not in CORPUS_OF]
+    if unknown:
+        raise SystemExit(f"unknown shapes {unknown}; choose from {sorted(CORPUS_OF)}")
 
-    res: dict[str, Any] = {"machine": machine(), "synthetic": bench_synthetic(args)}
-    if not args.no_scifact:
-        try:
-            res["scifact"] = bench_scifact(args)
-        except Exception as exc:  # noqa: BLE001 - a missing dataset or tokenizer must not lose the main results
-            res["scifact_skipped"] = f"{type(exc).__name__}: {exc}"
-            print("scifact skipped:", res["scifact_skipped"])
-    res["process_peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    res: dict[str, Any] = {
+        "machine": machine(),
+        "args": {
+            "n": args.n,
+            "queries": args.queries,
+            "repeats": args.repeats,
+            "shapes": shapes,
+            "seismic": args.seismic,
+        },
+        "corpora": {},
+    }
+    load0 = os.getloadavg()[0]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    for corpus in dict.fromkeys(CORPUS_OF[s] for s in shapes):
+        res["corpora"][corpus] = bench_corpus(corpus, [s for s in shapes if CORPUS_OF[s] == corpus], args)
+        res["load_average"] = [load0, os.getloadavg()[0]]
+        res["process_peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        args.out.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")  # after each corpus
     print(f"wrote {args.out}")
     if not args.no_readme:
-        update_readme(readme_section(res))
+        replace_section(ROOT / "benchmarks" / "README.md", README_START, README_END, readme_section([res]))
         print("updated benchmarks/README.md")
 
 

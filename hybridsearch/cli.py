@@ -392,8 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_demo, long_running=True)
 
     from . import doctor
+    from .scale.cli import add_parser as add_encode_corpus
 
     doctor.add_parser(sub)
+    add_encode_corpus(sub)
     return p
 
 

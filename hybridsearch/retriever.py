@@ -95,8 +95,9 @@ class Retriever:
             raise ConfigError(f"encoder must be an Encoder (e.g. get_encoder('bge-m3')), got {type(encoder).__name__}")
         if isinstance(index, (str, os.PathLike)):
             index = HybridIndex.load(index)
-        if not isinstance(index, HybridIndex):
-            raise ConfigError(f"index must be a HybridIndex or an index directory, got {type(index).__name__}")
+        if not isinstance(index, HybridIndex) and not (hasattr(index, "search") and hasattr(index, "modes")):
+            # a ShardedIndex (hybridsearch.scale) or a vector database (hybridsearch.backends) searches the same way
+            raise ConfigError(f"index must be a HybridIndex, an index directory, a ShardedIndex or a vector database, got {type(index).__name__}")
         if reranker is not None and not isinstance(reranker, Reranker):
             raise ConfigError(f"reranker must be a Reranker (hybridsearch.rerankers), got {type(reranker).__name__}")
         self.encoder = encoder

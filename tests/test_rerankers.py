@@ -258,6 +258,7 @@ def tiny_reranker_dir(tmp_path_factory):
     return build_tiny_reranker(tmp_path_factory.mktemp("tiny-reranker"))
 
 
+@pytest.mark.slow
 def test_cross_encoder_scores_equal_flag_reranker_and_a_plain_forward(tiny_reranker_dir):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

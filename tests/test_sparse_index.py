@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ from hybridsearch.index.sparse import SparseIndex, numba_available
 
 BACKENDS = ["numba", "numpy"]
 SYNTH = Path(__file__).resolve().parents[2] / "shared" / "bench" / "synth.py"
+if not SYNTH.exists() and os.environ.get("HYBRIDSEARCH_DATA"):  # a checkout outside the project folder
+    SYNTH = Path(os.environ["HYBRIDSEARCH_DATA"]).resolve().parent / "bench" / "synth.py"
 
 
 # ----------------------------------------------------------------------------- data
@@ -371,6 +374,84 @@ def test_approximate_trades_recall_for_fewer_evaluations():
     np.testing.assert_array_equal(index.score(q, np.where(ok, rows, -1))[ok], scores[ok])
 
 
+def test_max_evaluations_caps_work_and_keeps_exact_scores():
+    vocab = 400
+    docs = make_docs(20_000, vocab, seed=31, dense_terms=8)
+    q = make_queries(60, vocab, seed=32)
+    index = SparseIndex(vocab, dense_min_docs=0)
+    index.add(docs, np.arange(20_000))
+    exact = index.search(q, 10)
+    evaluated = index._last_stats[:, 1].copy()
+    big = index.search(q, 10, max_evaluations=int(evaluated.max()) + 1)
+    np.testing.assert_array_equal(big[0], exact[0])
+    np.testing.assert_array_equal(big[1], exact[1])
+    rows, scores = index.search(q, 10, max_evaluations=40)
+    # the budget plus the documents evaluated at once to fill the top-k (k + 32 best bounds, their blocks)
+    assert (index._last_stats[:, 1] <= 40 + 3 * (10 + 32)).all()
+    assert index._last_stats[:, 1].sum() < evaluated.sum()
+    ok = rows >= 0
+    np.testing.assert_array_equal(index.score(q, np.where(ok, rows, -1))[ok], scores[ok])
+    assert recall(rows, exact[0]) >= 0.5
+
+
+# ----------------------------------------------------------------------------- adversarial inputs (exact)
+@pytest.mark.slow
+def test_exact_when_ties_overflow_the_candidate_buffer():
+    """Every document ties on the frequent terms: more candidates than the buffer holds at once (several
+    partitions), so the buffer is drained mid-sweep; ties must still resolve to the lowest row ids."""
+    n, vocab = 200_000, 50
+    rng = np.random.default_rng(41)
+    cols = np.stack([np.zeros(n, np.int64), np.ones(n, np.int64), 2 + rng.integers(0, vocab - 2, n)], axis=1)
+    docs = sp.csr_matrix((np.ones(3 * n, np.float32), cols.ravel(), np.arange(0, 3 * n + 1, 3)), shape=(n, vocab))
+    docs.sum_duplicates()
+    index = SparseIndex(vocab)
+    index.add(docs, np.arange(n))
+    assert index._segments[0].f_terms.size >= 2  # the tied terms are dense: bounded, not traversed
+    q = sp.csr_matrix(np.array([[1.0, 1.0] + [0.0] * (vocab - 2), [1.0, 0.5, 0.25] + [0.0] * (vocab - 3)], np.float32))
+    rows, scores = index.search(q, 25)
+    assert_topk(rows, scores, brute_scores(q, docs), np.arange(n), 25)
+    assert rows[0].tolist() == list(range(25))  # all tie at 2.0: lowest rows first
+    assert index._last_stats[0, 2] > 2 * 65_536  # the buffer really overflowed
+
+
+@pytest.mark.parametrize("shape", ["single_term", "long", "all_dense"])
+def test_exact_on_single_term_and_very_long_queries(shape, backend):
+    vocab = 3000
+    n = 70_000  # two partitions
+    docs = make_docs(n, vocab, seed=43, dense_terms=40, weights="tiny")
+    rng = np.random.default_rng(44)
+    nq = 12
+    if shape == "single_term":
+        cols = rng.integers(0, vocab, nq)
+        cols[:6] = np.arange(6)  # frequent terms alone
+        q = sp.csr_matrix((np.ones(nq, np.float32), (np.arange(nq), cols)), shape=(nq, vocab))
+    elif shape == "long":  # 400 terms: frequent and rare, many more than a query usually has
+        q = sp.random(nq, vocab, density=400 / vocab, random_state=rng, format="csr", dtype=np.float32)
+    else:  # only frequent terms, more of them than the bounds sum in integer arithmetic (32)
+        q = sp.random(nq, 40, density=0.9, random_state=rng, format="csr", dtype=np.float32)
+        q = sp.hstack([q, sp.csr_matrix((nq, vocab - 40), dtype=np.float32)], format="csr")
+    q = sp.csr_matrix(q, dtype=np.float32)
+    index = SparseIndex(vocab, backend=backend)
+    index.add(docs, np.arange(n))
+    rows, scores = index.search(q, 10)
+    assert_topk(rows, scores, brute_scores(q, docs), np.arange(n), 10)
+
+
+def test_threads_give_the_same_results():
+    vocab = 400
+    docs = make_docs(30_000, vocab, seed=45, dense_terms=8)
+    q = make_queries(37, vocab, seed=46)
+    index = SparseIndex(vocab, dense_min_docs=0)
+    index.add(docs[:20_000], np.arange(20_000))
+    index.add(docs[20_000:], np.arange(20_000, 30_000))
+    one = index.search(q, 10)
+    for threads in (2, 3, 64):
+        many = index.search(q, 10, threads=threads)
+        np.testing.assert_array_equal(many[0], one[0])
+        np.testing.assert_array_equal(many[1], one[1])
+    assert_topk(one[0], one[1], brute_scores(q, docs), np.arange(30_000), 10)
+
+
 # ----------------------------------------------------------------------------- backends
 def test_numpy_fallback_equals_numba():
     if not numba_available():
@@ -424,6 +505,12 @@ def test_bad_input_raises_typed_errors():
     for a in (0.0, 1.5, -1, "0.5"):
         with pytest.raises(InputError):
             index.search(q, 3, approximate=a)
+    for m in (0, -3, 2.0, True):
+        with pytest.raises(InputError, match="max_evaluations"):
+            index.search(q, 3, max_evaluations=m)
+    for t in (0, 1.5, False):
+        with pytest.raises(InputError, match="threads"):
+            index.search(q, 3, threads=t)
     with pytest.raises(InputError):
         index.score(q, np.ones((2, 3), np.int64))
     assert len(index) == 3  # nothing was changed

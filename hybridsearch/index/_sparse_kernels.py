@@ -19,9 +19,20 @@ the work arrays stay in the L2 cache:
    query weights rounded up (``uint16`` arithmetic, vectorised), bounds the dense part of every document of a
    block.
 3. A document is a candidate when its sparse partial score plus its block's bound reaches the top-k
-   threshold. Candidates are buffered and evaluated best bound first, by looking up their dense-term weights
-   (256-document chunk offsets, then a binary search); an evaluation stops as soon as the remaining terms'
-   block bounds cannot reach the threshold. The threshold is shared through the top-k heap across segments.
+   threshold. Candidates are buffered and evaluated by looking up their dense-term weights (256-document
+   chunk offsets, then a binary search); an evaluation stops as soon as the remaining terms' block bounds
+   cannot reach the threshold. The threshold is shared through the top-k heap across segments.
+4. Evaluation order: during the sweep, one round per partition evaluates the best ``k`` bounds among that
+   partition's candidates, so the threshold rises early. The rest is drained after the sweep (or when the
+   buffer fills): entries below the threshold are dropped, a counting sort into 2,048 buckets of bound orders
+   the others in O(n), and the best ``_BEST_FIRST`` are evaluated bucket by bucket; then the threshold is
+   close to final and the remaining entries go in buffer (mostly document) order, which walks each dense list
+   forwards. Evaluation stops at the
+   first bucket below the threshold. Sorting the whole buffer per round instead (a heap selection of the best
+   ``k + 32`` bounds, repeated) cost O(n) per round and made the slowest queries of long-query workloads
+   several times slower than the median.
+5. ``max_evaluations`` (``counts[1]``) caps the evaluations of a query in a segment outside the initial
+   top-k fill; exact search passes a budget it never reaches.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from numba import njit
 
 _CHUNK_SHIFT = 8  # dense-term postings store the document id's low 8 bits; chunk offsets give the rest
 _SB_SHIFT = 16  # sparse-term postings store the low 16 bits; (superblock, offset) pairs give the rest
+_BEST_FIRST = 256  # candidates evaluated best bound first before the rest go in document order
 _MAX_INT_TERMS = 32  # dense terms bounded per block (more are bounded by their global maximum)
 
 
@@ -59,10 +71,24 @@ def _f_weight(fi, d, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift):
         return np.float32(0.0)
     c = d >> _CHUNK_SHIFT
     base = f_ptr[fi]
-    p = _find_sorted(f_loc, base + f_chunk[fi, c], base + f_chunk[fi, c + 1], d & 255)
-    if p < 0:
+    lo = base + np.int64(f_chunk[fi, c])
+    hi = base + np.int64(f_chunk[fi, c + 1])
+    if lo >= hi:
         return np.float32(0.0)
-    return f_w[p]
+    # interpolation: a dense term's postings spread evenly over the chunk, so the guess is within a few
+    # entries (one cache line) of the answer; a linear walk from it is bounded by the chunk (256 entries)
+    x = np.uint8(d & 255)
+    p = lo + ((np.int64(x) * (hi - lo)) >> _CHUNK_SHIFT)
+    if f_loc[p] < x:
+        p += 1
+        while p < hi and f_loc[p] < x:
+            p += 1
+    else:
+        while p > lo and f_loc[p - 1] >= x:
+            p -= 1
+    if p < hi and f_loc[p] == x:
+        return f_w[p]
+    return np.float32(0.0)
 
 
 @njit(cache=True, nogil=True)
@@ -212,12 +238,12 @@ def _eval_dense(s, d, lvl, nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk,
 
 
 @njit(cache=True, nogil=True)
-def _drain(
+def _round(
     buf_ub,
     buf_d,
     buf_s,
+    first,
     nbuf,
-    target,
     m,
     sel_ub,
     sel_id,
@@ -242,35 +268,119 @@ def _drain(
     block_shift,
     counts,
 ):
+    """Evaluate the ``m`` best bounds among the entries ``first..nbuf-1`` (one partition's candidates), which
+    raises the threshold during the sweep, then drop those entries that were evaluated or fell below it;
+    returns (nbuf, hn). Older entries are left to the final drain, so a round costs O(its partition)."""
+    lvl = _prune_level(hs, hn, k, margin, alpha)
+    ns = 0
+    for i in range(first, nbuf):
+        ns = _sel_push(sel_ub, sel_id, ns, m, buf_ub[i], i)
+    order = np.argsort(-sel_ub[:ns])
+    for o in order:
+        i = sel_id[o]
+        if buf_ub[i] >= lvl and counts[0] < counts[1]:
+            d = buf_d[i]
+            s = _eval_dense(buf_s[i], d, lvl, nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift)
+            counts[0] += 1
+            if s > 0.0:
+                hn = _heap_push(hs, hr, hn, k, np.float32(s), _row_of(d, row_base, row_ids))
+                lvl = _prune_level(hs, hn, k, margin, alpha)
+            buf_ub[i] = -np.inf  # evaluated
+    kept = first
+    for i in range(first, nbuf):
+        if buf_ub[i] >= lvl and buf_ub[i] != -np.inf:
+            buf_ub[kept] = buf_ub[i]
+            buf_d[kept] = buf_d[i]
+            buf_s[kept] = buf_s[i]
+            kept += 1
+    return kept, hn
+
+
+@njit(cache=True, nogil=True)
+def _drain_bucketed(
+    buf_ub,
+    buf_d,
+    buf_s,
+    nbuf,
+    target,
+    hs,
+    hr,
+    hn,
+    k,
+    margin,
+    alpha,
+    row_base,
+    row_ids,
+    nf,
+    f_idx,
+    f_q,
+    f_c,
+    rem,
+    f_ptr,
+    f_loc,
+    f_w,
+    f_chunk,
+    f_bmax,
+    block_shift,
+    counts,
+):
     """Evaluate buffered candidates best bound first until at most ``target`` remain; returns (nbuf, hn).
 
-    Each round evaluates the ``m`` best bounds (``m <= len(sel_ub)``), which raises the threshold, then drops
-    every entry whose bound fell below it. ``target = 0`` empties the buffer; ``target = nbuf - 1`` does one
-    round.
+    One pass drops every entry below the threshold, a counting sort into 2,048 buckets of bound orders the rest
+    (O(n), bucket by bucket from the highest), and evaluation stops at the first bucket whose upper edge falls
+    below the threshold, which rises as hits are found. ``target = 0`` empties the buffer.
     """
     lvl = _prune_level(hs, hn, k, margin, alpha)
-    while nbuf > target:
-        if target == 0 and nbuf <= 4 * m:  # small enough: sort it all
-            order = np.argsort(-buf_ub[:nbuf])
-            for o in order:
-                if buf_ub[o] < lvl:
+    hi = -np.inf
+    lo = np.inf
+    m = 0
+    for i in range(nbuf):
+        u = buf_ub[i]
+        if u >= lvl:
+            buf_ub[m] = u
+            buf_d[m] = buf_d[i]
+            buf_s[m] = buf_s[i]
+            m += 1
+            if u > hi:
+                hi = u
+            if u < lo:
+                lo = u
+    nbuf = m
+    if nbuf <= target:
+        return nbuf, hn
+    nb = 2048
+    width = (np.float64(hi) - np.float64(lo)) / nb
+    if not width > 0.0:
+        width = 1.0
+    start = np.zeros(nb + 1, np.int64)
+    bkt = np.empty(nbuf, np.int32)
+    top = np.full(nb, -np.inf, np.float32)  # the largest bound in each bucket
+    for i in range(nbuf):
+        b = int((np.float64(hi) - np.float64(buf_ub[i])) / width)
+        b = min(max(b, 0), nb - 1)
+        bkt[i] = b
+        start[b + 1] += 1
+        if buf_ub[i] > top[b]:
+            top[b] = buf_ub[i]
+    for b in range(nb):
+        start[b + 1] += start[b]
+    order = np.empty(nbuf, np.int64)
+    fill = start[:nb].copy()
+    for i in range(nbuf):
+        b = bkt[i]
+        order[fill[b]] = i
+        fill[b] += 1
+    done_to = nbuf
+    n_best = counts[0] + _BEST_FIRST
+    for b in range(nb):
+        if target == 0 and counts[0] >= n_best:
+            # the threshold is near its final value: evaluate the rest in buffer (mostly document) order,
+            # which walks every dense list forwards instead of jumping around it
+            for i in range(nbuf):
+                if buf_ub[i] < lvl:
+                    continue
+                if counts[0] >= counts[1]:
                     break
-                d = buf_d[o]
-                s = _eval_dense(
-                    buf_s[o], d, lvl, nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift
-                )
-                counts[0] += 1
-                if s > 0.0:
-                    hn = _heap_push(hs, hr, hn, k, np.float32(s), _row_of(d, row_base, row_ids))
-                    lvl = _prune_level(hs, hn, k, margin, alpha)
-            return 0, hn
-        ns = 0
-        for i in range(nbuf):
-            ns = _sel_push(sel_ub, sel_id, ns, m, buf_ub[i], i)
-        order = np.argsort(-sel_ub[:ns])
-        for o in order:
-            i = sel_id[o]
-            if buf_ub[i] >= lvl:
                 d = buf_d[i]
                 s = _eval_dense(
                     buf_s[i], d, lvl, nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift
@@ -279,16 +389,44 @@ def _drain(
                 if s > 0.0:
                     hn = _heap_push(hs, hr, hn, k, np.float32(s), _row_of(d, row_base, row_ids))
                     lvl = _prune_level(hs, hn, k, margin, alpha)
-            buf_ub[i] = -np.inf  # evaluated (or hopeless)
-        kept = 0
-        for i in range(nbuf):
-            if buf_ub[i] >= lvl and buf_ub[i] != -np.inf:
-                buf_ub[kept] = buf_ub[i]
-                buf_d[kept] = buf_d[i]
-                buf_s[kept] = buf_s[i]
-                kept += 1
-        nbuf = kept
-    return nbuf, hn
+            return 0, hn
+        if nbuf - start[b] <= target or counts[0] >= counts[1]:
+            done_to = start[b]
+            break
+        if start[b + 1] > start[b] and top[b] < lvl:
+            # bucket numbers grow as bounds fall (a monotone map), so every later bucket is below it too
+            done_to = nbuf
+            break
+        for o in range(start[b], start[b + 1]):
+            i = order[o]
+            if buf_ub[i] < lvl:
+                buf_ub[i] = -np.inf
+                continue
+            d = buf_d[i]
+            s = _eval_dense(buf_s[i], d, lvl, nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift)
+            counts[0] += 1
+            if s > 0.0:
+                hn = _heap_push(hs, hr, hn, k, np.float32(s), _row_of(d, row_base, row_ids))
+                lvl = _prune_level(hs, hn, k, margin, alpha)
+            buf_ub[i] = -np.inf
+    if target == 0:
+        return 0, hn
+    kept = 0
+    for o in range(done_to, nbuf):  # the unevaluated tail, best bucket first
+        if kept == target:
+            break
+        i = order[o]
+        if buf_ub[i] >= lvl:
+            order[kept] = i
+            kept += 1
+    # move kept entries to the front (indices in order[:kept] may interleave: copy through temporaries)
+    tu = buf_ub[order[:kept]].copy()
+    td = buf_d[order[:kept]].copy()
+    ts = buf_s[order[:kept]].copy()
+    buf_ub[:kept] = tu
+    buf_d[:kept] = td
+    buf_s[:kept] = ts
+    return kept, hn
 
 
 @njit(cache=True, nogil=True)
@@ -315,6 +453,7 @@ def search_segment(
     buf_s,
     n_select,
     n_round,
+    max_eval,
     stats,
 ):
     """Search one segment for every query, updating the per-query top-k heaps in place.
@@ -360,7 +499,7 @@ def search_segment(
     rem = np.empty(max_terms, np.float32)
     sel_ub = np.empty(n_select, np.float32)
     sel_id = np.empty(n_select, np.int64)
-    counts = np.zeros(1, np.int64)
+    counts = np.zeros(2, np.int64)  # evaluations of this query, and their budget
     nr_terms = r_terms.shape[0]
     nf_terms = f_terms.shape[0]
     has_pairs = r_pptr.shape[0] > 0
@@ -412,6 +551,7 @@ def search_segment(
         n_touched = 0
         n_buf = 0
         counts[0] = 0
+        counts[1] = max_eval
         nbuf = 0
 
         for sb in range(n_parts):
@@ -538,6 +678,7 @@ def search_segment(
                             nt += 1
 
             # 4. buffer every other document whose bound reaches the threshold
+            first = nbuf
             lvl = _prune_level(hs, hn, k, margin, alpha)
             for i in range(nt):
                 x = touched[i]
@@ -590,13 +731,19 @@ def search_segment(
             for i in range(nt):
                 acc[touched[i]] = 0.0
             # one round on the best buffered bounds keeps the threshold rising during the sweep
-            if nbuf > 0:
-                nbuf, hn = _drain(
+            if nbuf > cap:  # make room for the next partition
+                nbuf, hn = _drain_bucketed(
+                    buf_ub, buf_d, buf_s, nbuf, cap // 2, hs, hr, hn, k, margin, alpha, row_base, row_ids,
+                    nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift, counts,
+                )  # fmt: skip
+                first = 0  # the drain reordered the buffer
+            if nbuf > first:
+                nbuf, hn = _round(
                     buf_ub,
                     buf_d,
                     buf_s,
+                    first,
                     nbuf,
-                    nbuf - 1 if nbuf <= cap else cap // 2,
                     n_round,
                     sel_ub,
                     sel_id,
@@ -623,36 +770,10 @@ def search_segment(
                 )
 
         # 5. the buffered candidates, best bound first, against the final threshold
-        nbuf, hn = _drain(
-            buf_ub,
-            buf_d,
-            buf_s,
-            nbuf,
-            0,
-            n_select,
-            sel_ub,
-            sel_id,
-            hs,
-            hr,
-            hn,
-            k,
-            margin,
-            alpha,
-            row_base,
-            row_ids,
-            nf,
-            f_idx,
-            f_q,
-            f_c,
-            rem,
-            f_ptr,
-            f_loc,
-            f_w,
-            f_chunk,
-            f_bmax,
-            block_shift,
-            counts,
-        )
+        nbuf, hn = _drain_bucketed(
+            buf_ub, buf_d, buf_s, nbuf, 0, hs, hr, hn, k, margin, alpha, row_base, row_ids,
+            nf, f_idx, f_q, f_c, rem, f_ptr, f_loc, f_w, f_chunk, f_bmax, block_shift, counts,
+        )  # fmt: skip
         heap_n[qi] = hn
         stats[qi, 0] += n_touched
         stats[qi, 1] += counts[0]

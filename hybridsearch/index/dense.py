@@ -612,6 +612,20 @@ class DenseIndex:
         out[qi, ci] = vals
         return out
 
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``rows`` (int64 ``(m,)``), float32 ``(m, dim)`` in that order.
+
+        Exact for ``Flat`` and HNSW over float vectors, decoded for quantised types (what search scores).
+        Raises :class:`UnknownIdError` for a row the index does not hold.
+        """
+        r = np.asarray(rows, dtype=np.int64).reshape(-1)
+        pos = np.searchsorted(self._rows, r)
+        found = pos < len(self)
+        found[found] = self._rows[pos[found]] == r[found]
+        if not found.all():
+            raise UnknownIdError(f"row {int(r[~found][0])} is not in the dense index")
+        return np.asarray(self._reconstruct(pos), dtype=np.float32)
+
     # ----------------------------------------------------------------------------------------- deletion
 
     def compact(self, alive: np.ndarray | None = None) -> None:

@@ -409,6 +409,17 @@ class MultiVectorStore:
         codes, scales, _ = self._gather(np.array([pos]))
         return self._decode(codes, scales)
 
+    def get_many(self, rows: np.ndarray) -> MultiVectors:
+        """The stored vectors of ``rows`` decoded to float32, as :class:`MultiVectors` in that order."""
+        r = np.asarray(rows, dtype=np.int64).reshape(-1)
+        pos = self._positions(r)
+        if (pos < 0).any():
+            raise UnknownIdError(f"row {int(r[pos < 0][0])} is not in this multi-vector store")
+        codes, scales, lens = self._gather(pos)
+        offsets = np.zeros(r.size + 1, np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        return MultiVectors(np.asarray(self._decode(codes, scales), dtype=np.float32).reshape(-1, self.dim), offsets)
+
     def maxsim(self, queries: MultiVectors, rows: np.ndarray) -> np.ndarray:
         """MaxSim scores of candidate rows: float32 ``(n_queries, m)`` for ``rows`` ``(n_queries, m)``.
 

@@ -32,9 +32,16 @@ Search (numba, the ``fast`` extra; see :mod:`hybridsearch.index._sparse_kernels`
     segments. Without numba, an exact numpy term-at-a-time search gives the same results, more slowly.
 
 Approximate search
-    ``approximate=a`` in ``(0, 1]`` evaluates a document only when ``a`` times its bound reaches the
-    threshold: ``1`` is exact; smaller values skip more candidates and can miss true top-k documents (every
-    returned score is still exact). The numpy path always searches exactly.
+    ``max_evaluations=m`` evaluates at most ``m`` candidates per query and segment. Candidates are evaluated
+    best bound first, so the budget drops the least promising ones; it bounds the slowest queries (those whose
+    many frequent terms leave many candidates). ``approximate=a`` in ``(0, 1]`` evaluates a document only when
+    ``a`` times its bound reaches the threshold. Both can miss true top-k documents; every returned score is
+    still exact. The numpy path always searches exactly.
+
+Batches
+    ``search(queries, k, threads=t)`` splits a batch of queries into ``t`` contiguous slices searched on
+    ``t`` threads (the numba kernels release the GIL; each thread has its own scratch); results do not depend
+    on ``t``.
 
 Files
     :meth:`~SparseIndex.save` writes ``sparse.json`` and ``sparse.seg<i>.<array>.npy`` files;
@@ -47,7 +54,8 @@ import copy
 import json
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -78,6 +86,7 @@ _META_FILE = "sparse.json"
 _SB_SHIFT = 16
 _CHUNK_SHIFT = 8
 _MAX_SEGMENT_DOCS = 2**31 - 1
+_NO_BUDGET = 2**62  # max_evaluations when there is none
 _N_SELECT_MIN = 32  # a partition's k + this best-bound documents are evaluated at once while the heap fills
 
 Backend = Literal["auto", "numba", "numpy"]
@@ -654,13 +663,24 @@ class SparseIndex:
         *,
         allowed: np.ndarray | None = None,
         approximate: float | None = None,
+        max_evaluations: int | None = None,
+        threads: int = 1,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` rows by dot product for each query row: ``(rows, scores)``, both ``(n_queries, k)``.
 
         Rows are sorted by score (descending), ties by row id (ascending); missing hits are ``-1`` / ``-inf``.
         Only documents sharing at least one term with the query are returned. ``allowed`` is a bool mask
         indexed by row id (rows past its end are not allowed), applied before the top-k cut.
-        ``approximate`` in ``(0, 1]`` trades recall for speed (``None`` or ``1`` = exact).
+
+        Approximate search (numba backend; both ``None`` = exact; returned scores are always exact):
+
+        - ``approximate`` in ``(0, 1]``: evaluate a candidate only when this fraction of its score bound
+          reaches the top-k threshold;
+        - ``max_evaluations`` (int >= 1): evaluate at most this many candidates per query and segment, best
+          bound first (candidates are evaluated in that order anyway, so this caps the slowest queries).
+
+        ``threads`` (>= 1): split a batch of queries over this many threads (the kernels release the GIL);
+        results do not depend on it.
         """
         q = _as_csr(queries, self.vocab_size, "queries")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
@@ -675,17 +695,41 @@ class SparseIndex:
             ):
                 raise InputError(f"approximate must be in (0, 1] (1 = exact), got {approximate!r}")
             alpha = float(approximate)
+        max_eval = _NO_BUDGET
+        if max_evaluations is not None:
+            if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, (int, np.integer)):
+                raise InputError(f"max_evaluations must be a positive int or None, got {max_evaluations!r}")
+            if max_evaluations < 1:
+                raise InputError(f"max_evaluations must be >= 1, got {max_evaluations!r}")
+            max_eval = int(max_evaluations)
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            raise InputError(f"threads must be a positive int, got {threads!r}")
         if allowed is not None:
             allowed = np.asarray(allowed)
             if allowed.dtype != np.bool_ or allowed.ndim != 1:
                 raise InputError("allowed must be a 1-D bool array indexed by row id")
-        if self._use_numba():
-            return self._search_numba(q, k, allowed, alpha)
-        return self._search_numpy(q, k, allowed)
+        if not self._use_numba():
+            return self._search_numpy(q, k, allowed)
+        nq = q.shape[0]
+        threads = min(int(threads), nq)
+        if threads <= 1:
+            rows, scores, self._last_stats = self._search_numba(q, k, allowed, alpha, max_eval)
+            return rows, scores
+        # contiguous slices of queries, one per thread; each thread has its own scratch (threading.local)
+        cuts = np.linspace(0, nq, threads + 1).astype(int).tolist()
+        with ThreadPoolExecutor(max_workers=threads - 1) as pool:
+            futures = [
+                pool.submit(self._search_numba, q[a:b], k, allowed, alpha, max_eval)
+                for a, b in zip(cuts[1:-1], cuts[2:], strict=True)
+            ]
+            first = self._search_numba(q[cuts[0] : cuts[1]], k, allowed, alpha, max_eval)
+            parts = [first] + [f.result() for f in futures]
+        self._last_stats = np.concatenate([p[2] for p in parts])
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _search_numba(
-        self, q: sp.csr_matrix, k: int, allowed: np.ndarray | None, alpha: float
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, q: sp.csr_matrix, k: int, allowed: np.ndarray | None, alpha: float, max_eval: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         nq = q.shape[0]
         heap_s = np.full((nq, k), -np.inf, np.float32)
         heap_r = np.full((nq, k), -1, np.int64)
@@ -702,7 +746,8 @@ class SparseIndex:
             _kernels.search_segment(
                 q_indptr, q_indices, q_data, k, alpha, seg.kernel_args(), seg.n_docs, seg.row_base,
                 seg.block_shift, allowed_arr, use_allowed, heap_s, heap_r, heap_n,
-                scratch.acc, scratch.touched, scratch.fub, scratch.buf_ub, scratch.buf_d, scratch.buf_s, n_select, k, stats,
+                scratch.acc, scratch.touched, scratch.fub, scratch.buf_ub, scratch.buf_d, scratch.buf_s, n_select, k,
+                max_eval, stats,
             )  # fmt: skip
         # final scores in term order, as queries @ docs.T sums them
         rows = heap_r
@@ -712,8 +757,7 @@ class SparseIndex:
                 q_indptr, q_indices, q_data, rows, scores, seg.kernel_args(), seg.n_docs, seg.row_base, seg.block_shift
             )
         _kernels.sort_hits(rows, scores)
-        self._last_stats = stats
-        return rows, scores
+        return rows, scores, stats
 
     def _search_numpy(self, q: sp.csr_matrix, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         nq = q.shape[0]
@@ -810,6 +854,14 @@ class SparseIndex:
                     hit = docs[at] == local
                     s[hit] += np.float64(q.data[j]) * w[at[hit]]
                 out[qi, inside] = s.astype(np.float32)
+
+    def iter_rows(self) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
+        """The stored documents segment by segment, in ascending row order: ``(rows int64 (m,), CSR (m, vocab_size))``.
+
+        Rows dropped by :meth:`compact` are absent; tombstones of the caller are not known here.
+        """
+        for seg in self._segments:
+            yield seg.rows(), seg.to_csr(self.vocab_size)
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path) -> list[str]:
