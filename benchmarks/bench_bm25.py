@@ -82,7 +82,7 @@ TUNED: dict[str, dict[str, Any]] = {
 def ndcg10(enc: BM25Encoder | BM25WordEncoder, ds: Dataset, k: int = 100) -> float:
     docs = enc.fit_encode_corpus([d.contents for d in ds.corpus]).sparse
     qids = list(ds.queries)
-    scores = (enc.encode_queries([ds.queries[q] for q in qids]).sparse @ docs.T).toarray()
+    scores = (enc.apply_idf(enc.encode_queries([ds.queries[q] for q in qids])).sparse @ docs.T).toarray()
     doc_ids = [d.doc_id for d in ds.corpus]
     run = {}
     for i, q in enumerate(qids):

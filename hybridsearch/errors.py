@@ -16,6 +16,10 @@ Our exception hierarchy::
     │   ├── IndexCorruptedError             truncated file, bad checksum, missing part
     │   ├── IndexVersionError               written by a newer format version
     │   └── IndexMismatchError              query encoder does not match the index's encoder
+    ├── IndexWriteError                     a save or change that cannot be done safely; nothing on disk changed
+    │   ├── CommitConflictError             another writer committed since this index was loaded
+    │   ├── IndexExistsError                the directory already holds an index (pass overwrite=True)
+    │   └── WriterPoisonedError             an earlier failure could not be undone; reload the index
     └── WorkersAIError                      the Workers AI API (or a compatible server) failed
         ├── APIStatusError                  an error envelope / HTTP error status
         │   ├── BadRequestError             400: bad input, invalid data, no such model
@@ -41,14 +45,17 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "CommitConflictError",
     "ConfigError",
     "DimensionMismatchError",
     "DuplicateIdError",
     "FilterError",
     "HybridSearchError",
     "IndexCorruptedError",
+    "IndexExistsError",
     "IndexFormatError",
     "IndexMismatchError",
+    "IndexWriteError",
     "IndexVersionError",
     "IncompatibleDependencyError",
     "InputError",
@@ -63,6 +70,7 @@ __all__ = [
     "ServerError",
     "UnknownIdError",
     "WorkersAIError",
+    "WriterPoisonedError",
 ]
 
 
@@ -141,6 +149,22 @@ class IndexVersionError(IndexFormatError):
 
 class IndexMismatchError(IndexFormatError):
     """The encoder used for queries does not match the encoder the index was built with."""
+
+
+class IndexWriteError(HybridSearchError):
+    """A save or change that cannot be done safely; the index on disk is left as it was."""
+
+
+class CommitConflictError(IndexWriteError):
+    """Another writer committed to the directory after this index was loaded from it (or last saved to it)."""
+
+
+class IndexExistsError(IndexWriteError):
+    """A save would replace an index this object was not loaded from; pass ``overwrite=True`` to replace it."""
+
+
+class WriterPoisonedError(IndexWriteError):
+    """A failed change could not be rolled back; the in-memory index refuses further changes and saves."""
 
 
 class WorkersAIError(HybridSearchError):

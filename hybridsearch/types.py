@@ -34,6 +34,9 @@ __all__ = ["BGE_M3_VOCAB_SIZE", "MODES", "Encoded", "EncoderInfo", "Mode", "Mult
 Mode = Literal["dense", "sparse", "multivector"]
 MODES: tuple[Mode, ...] = ("dense", "sparse", "multivector")
 BGE_M3_VOCAB_SIZE = 250_002
+QUERY_TIME_IDF = frozenset({"bm25", "bm25-word"})
+"""Encoders whose sparse documents carry only BM25's term-frequency part: an index built from them weights each
+query term by the idf of its own live documents at search time (see :mod:`hybridsearch.encoders.bm25`)."""
 _BUNDLE_VERSION = 1
 
 
@@ -152,6 +155,23 @@ class MultiVectors:
         return MultiVectors(vectors, np.concatenate(offsets))
 
 
+def check_unique_tokens(m: sp.csr_matrix, what: str = "sparse") -> None:
+    """InputError naming the first row that holds a token id twice (the one rule for duplicates on every path:
+    summing or keeping either value would each be a silent guess; Qdrant rejects them too)."""
+    if m.has_canonical_format or m.nnz < 2:
+        return
+    s = m.copy()
+    s.sort_indices()
+    rows = np.repeat(np.arange(s.shape[0]), np.diff(s.indptr))
+    dup = np.flatnonzero((np.diff(s.indices) == 0) & (np.diff(rows) == 0))
+    if dup.size:
+        i = int(dup[0])
+        raise InputError(
+            f"{what} row {int(rows[i])} holds token id {int(s.indices[i])} more than once; give each token one "
+            "weight (merge duplicates before building the vector)"
+        )
+
+
 def _canonical_csr(m: Any, n_rows: int | None) -> sp.csr_matrix:
     if not sp.issparse(m):
         raise InputError(f"sparse must be a scipy.sparse matrix, got {type(m).__name__}; see Encoded.from_dicts")
@@ -163,7 +183,8 @@ def _canonical_csr(m: Any, n_rows: int | None) -> sp.csr_matrix:
     if m.data.size and (m.data < 0).any():
         row = int(np.searchsorted(m.indptr, int(np.flatnonzero(m.data < 0)[0]), side="right") - 1)
         raise InputError(f"sparse weights must be non-negative; row {row} has a negative weight")
-    m.sum_duplicates()  # also sorts indices
+    check_unique_tokens(m)
+    m.sum_duplicates()  # no duplicates remain to sum: this sorts the indices
     m.eliminate_zeros()
     m.data = m.data.astype(np.float32, copy=False)
     m.indices = m.indices.astype(np.int32, copy=False)
@@ -307,13 +328,19 @@ class Encoded:
 
     @staticmethod
     def sparse_from_dicts(rows: Sequence[Mapping[Any, float]], *, vocab_size: int = BGE_M3_VOCAB_SIZE) -> sp.csr_matrix:
-        """Build the canonical CSR from ``{token_id: weight}`` dicts (keys may be ints or id strings)."""
+        """Build the canonical CSR from ``{token_id: weight}`` dicts (keys may be ints or id strings).
+
+        A token id given twice in one row (``1`` and ``"1"``) raises InputError naming the row, as every other
+        way of building sparse vectors does (``Encoded(sparse=...)``, :meth:`sparse_from_qdrant`,
+        :meth:`sparse_from_milvus`, the sparse index).
+        """
         indptr = np.zeros(len(rows) + 1, np.int64)
         idx: list[int] = []
         val: list[float] = []
         for i, row in enumerate(rows):
             if not isinstance(row, Mapping):
                 raise InputError(f"sparse row {i} must be a mapping of token id to weight, got {type(row).__name__}")
+            seen: set[int] = set()
             for k, v in row.items():
                 try:
                     t = int(k)
@@ -321,6 +348,12 @@ class Encoded:
                     raise InputError(f"sparse row {i} has a non-integer token id {k!r}") from None
                 if not 0 <= t < vocab_size:
                     raise InputError(f"sparse row {i} has token id {t} outside the vocabulary [0, {vocab_size})")
+                if t in seen:
+                    raise InputError(
+                        f"sparse row {i} holds token id {t} more than once (keys {k!r} and an earlier one); give each "
+                        "token one weight"
+                    )
+                seen.add(t)
                 idx.append(t)
                 val.append(float(v))
             indptr[i + 1] = len(idx)
@@ -369,7 +402,12 @@ class Encoded:
             val = r["values"] if isinstance(r, Mapping) else getattr(r, "values", None)
             if ind is None or val is None or len(ind) != len(val):
                 raise InputError(f"qdrant sparse row {i} needs indices and values of equal length")
-            dicts.append(dict(zip(ind, val)))
+            d = dict(zip(ind, val, strict=True))
+            if len(d) != len(ind):
+                seen: set[Any] = set()
+                t = next(x for x in ind if x in seen or seen.add(x))  # type: ignore[func-returns-value]
+                raise InputError(f"qdrant sparse row {i} holds token id {t} more than once; give each token one weight")
+            dicts.append(d)
         return Encoded.sparse_from_dicts(dicts, vocab_size=vocab_size)
 
     def _need_sparse(self) -> sp.csr_matrix:

@@ -7,6 +7,7 @@ import pytest
 
 from hybridsearch import Encoded
 from hybridsearch.cli import main
+from hybridsearch.encoders.bm25 import BM25Encoder
 
 DOCS = [
     {"_id": "d1", "title": "Cats", "text": "Cats are small domesticated felines that purr."},
@@ -35,7 +36,7 @@ def test_encode_bm25_writes_bundle_ids_and_state(tmp_path, corpus, capsys) -> No
     queries.write_text("q1\tpurring cats\n", encoding="utf-8")
     assert main(["encode", "--encoder", "bm25", str(queries), "--queries", "--state", str(state), "--out", str(tmp_path / "q.npz"), "-q"]) == 0
     q = Encoded.load(tmp_path / "q.npz")
-    scores = (q.sparse @ enc.sparse.T).toarray()[0]
+    scores = (BM25Encoder.load(state).apply_idf(q).sparse @ enc.sparse.T).toarray()[0]
     assert int(np.argmax(scores)) == 0
     assert main(["encode", "--encoder", "bm25", str(queries), "--queries", "--out", str(tmp_path / "x.npz")]) == 2
     assert "--state" in capsys.readouterr().err

@@ -452,8 +452,9 @@ def test_scifact_bm25_end_to_end(data_root, tmp_path):
     index.add([d.doc_id for d in ds.corpus], docs, texts=texts,
               metadata=[{"title_words": len(d.title.split())} for d in ds.corpus])
     hits = index.search(q, k=100, mode="sparse")
-    # exact: the same run as brute-force sparse dot products
-    s = (q.sparse @ docs.sparse.T).toarray()
+    # exact: the same run as brute-force sparse dot products (the index applies idf from its live documents,
+    # which on this unchanged corpus are the fitted statistics)
+    s = (bm25.apply_idf(q).sparse @ docs.sparse.T).toarray()
     rows, scores = topk(np.where(s > 0, s, -np.inf).astype(np.float32), np.arange(len(texts)), 100)
     assert_same_ranking(hits.rows, hits.scores, rows, scores, s)  # float sums may order near-ties differently
     quality = evaluate(ds.qrels, hits.to_run(qids), ("nDCG@10", "R@100"))
@@ -468,6 +469,6 @@ def test_scifact_bm25_end_to_end(data_root, tmp_path):
     again = loaded.search(q, k=100, mode="sparse")
     np.testing.assert_array_equal(again.rows, hits.rows)
     assert loaded.encoder == bm25.info
-    other = BM25Encoder().fit(texts[:100])  # same name, other fitted statistics
+    other = BM25Encoder().fit(texts[:100])  # same name, another avgdl: other document vectors
     with pytest.raises(IndexMismatchError, match="fingerprint"):
         loaded.search(other.encode_queries(["cancer"]), k=5)

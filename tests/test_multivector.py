@@ -159,14 +159,18 @@ def test_padding_unknown_rows_and_empty_documents():
         store = MultiVectorStore(16, compression=compression)
         store.add(MultiVectors.from_list(docs, dtype=np.float32), np.array([0, 1, 2]))
         q = MultiVectors.from_list([unit(rng.normal(size=(3, 16))), unit(rng.normal(size=(1, 16)))])
-        out = store.maxsim(q, np.array([[2, -1, 1, 99, 2], [-1, -1, -1, -1, -1]]))
-        assert out[0, 1] == -np.inf and out[0, 3] == -np.inf  # padding, a row that is not stored
+        with pytest.raises(UnknownIdError, match="row 99 "):  # a row that is not stored
+            store.maxsim(q, np.array([[2, -1, 1, 99, 2], [-1, -1, -1, -1, -1]]))
+        out = store.maxsim(q, np.array([[2, -1, 1, -1, 2], [-1, -1, -1, -1, -1]]))
+        assert out[0, 1] == -np.inf and out[0, 3] == -np.inf  # padding
         assert out[0, 2] == 0.0  # a document without token vectors
         assert out[0, 0] == out[0, 4] and np.isfinite(out[0, 0])  # repeated candidates score alike
         assert (out[1] == -np.inf).all()
         assert store.get(1).shape == (0, 16)
     empty = MultiVectorStore(16)
-    assert (empty.maxsim(q, np.array([[0, 1], [-1, 3]])) == -np.inf).all()
+    assert (empty.maxsim(q, np.array([[-1, -1], [-1, -1]])) == -np.inf).all()
+    with pytest.raises(UnknownIdError):
+        empty.maxsim(q, np.array([[0, 1], [-1, 3]]))
     assert empty.maxsim(q, np.zeros((2, 0), np.int64)).shape == (2, 0)
 
 
@@ -299,24 +303,30 @@ def test_compact_keeps_rows_and_scores(tmp_path, data):
     np.testing.assert_array_equal(store.maxsim(q, cand), full)
 
     mask = np.arange(len(rows)) % 3 != 0
-    store.compact(mask)
+    alive = np.zeros(int(rows.max()) + 1, bool)
+    alive[rows[mask]] = True
+    store.compact(alive)
     assert len(store) == mask.sum() and store.n_tokens == sum(len(d) for d, m in zip(docs, mask, strict=True) if m)
     np.testing.assert_array_equal(store.rows, rows[mask])
     kept = np.isin(cand, rows[mask])
-    got = store.maxsim(q, cand)
+    got = store.maxsim(q, np.where(kept, cand, -1))
     np.testing.assert_allclose(got[kept], full[kept], atol=1e-6)
     assert (got[~kept] == -np.inf).all()
+    with pytest.raises(UnknownIdError):  # a row the store does not hold is a caller's mistake, as in every part
+        store.maxsim(q, cand)
 
     store.save(tmp_path)
     mapped = MultiVectorStore.load(tmp_path)
-    mapped.compact(np.array([int(rows[1]), int(rows[2]), 10**9]))  # row ids; ids not stored are ignored
+    alive = np.zeros(int(rows[2]) + 1, bool)  # rows past the end of the mask are dropped
+    alive[rows[1:3]] = True
+    mapped.compact(alive)
     np.testing.assert_array_equal(mapped.rows, rows[1:3])
     assert not isinstance(mapped._segments[0][1], np.memmap)
     np.testing.assert_array_equal(mapped.get(int(rows[2])), store.get(int(rows[2])))
     mapped.compact(np.zeros(2, bool))
     assert len(mapped) == 0 and mapped.n_tokens == 0
     with pytest.raises(InputError):
-        store.compact(np.ones(3, bool))
+        store.compact(np.array([int(rows[0])]))  # row ids are not a mask
 
 
 # -------------------------------------------------------------------------------------------- bad input
@@ -334,6 +344,7 @@ def test_bad_input_leaves_the_store_unchanged(data):
     docs, queries, rows, cand = data
     store = build(docs[:10], rows[:10], compression="binary")
     q = MultiVectors.from_list(queries, dtype=np.float32)
+    cand = np.where(np.isin(cand, rows[:10]), cand, -1)
     snapshot = (len(store), store.n_tokens, store.nbytes, store.maxsim(q, cand).copy())
     good = MultiVectors.from_list(docs[10:12], dtype=np.float32)
     nan = MultiVectors.from_list(docs[10:12], dtype=np.float32)

@@ -119,7 +119,7 @@ def test_unchanged_files_are_hard_linked_not_rewritten(saved):
     index.save()
     after = _inodes(path)
     rewritten = sorted(k for k in after if after[k] != before.get(k))
-    assert rewritten == ["docs/deleted.npy", "docs/docs.json"]  # only the tombstones and the part list
+    assert rewritten == ["commit.json", "docs/deleted.npy", "docs/docs.json"]  # the manifest copy, tombstones, part list
     index.add(["z"], make_encoded(1, seed=3))
     index.save()
     third = _inodes(path)
@@ -381,5 +381,79 @@ def test_kill_9_during_saves_leaves_a_committed_state(tmp_path):
     # the next save cleans what interrupted saves left behind
     index = HybridIndex.load(path)
     index.save()
-    leftovers = [p.name for p in path.iterdir() if p.name not in (".lock", "manifest.json", f"gen-{last + 1:06d}")]
+    leftovers = [p.name for p in path.iterdir() if p.name not in (".lock", "manifest.json", f"gen-{index.generation:06d}")]
     assert leftovers == []
+
+
+RACER = ENCODE + textwrap.dedent(
+    """
+    # One of two writers racing on one directory: each commit adds three documents; a commit that loses the race
+    # (CommitConflictError) reloads the newest generation and applies its batch again. A batch is logged only
+    # after its save returned.
+    import os, sys
+    from hybridsearch.errors import CommitConflictError
+    from hybridsearch.index import HybridIndex
+
+    path, log, tag = sys.argv[1], sys.argv[2], sys.argv[3]
+    index = HybridIndex.load(path)
+    print("ready", flush=True)
+    n = 0
+    while True:
+        n += 1
+        new = [f"{tag}-{os.getpid()}-{n}-{j}" for j in range(3)]
+        while True:
+            index.add(new, encode(new), texts=new)
+            try:
+                index.save()
+                break
+            except CommitConflictError:
+                index = HybridIndex.load(path)
+        with open(log, "a") as f:
+            f.write(" ".join(new) + "\\n")
+            f.flush()
+            os.fsync(f.fileno())
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_kill_9_two_writers_racing_never_lose_a_commit(tmp_path):
+    ns: dict = {}
+    exec(ENCODE, ns)
+    script = tmp_path / "racer.py"
+    script.write_text(RACER)
+    path, log = tmp_path / "ix", tmp_path / "committed.log"
+    log.touch()
+    seed = HybridIndex()
+    seed.add(["seed"], ns["encode"](["seed"]), texts=["seed"])
+    seed.save(path)
+    rnd = random.Random(99)
+    rounds = 0
+    started = time.monotonic()
+    while rounds < 8 and time.monotonic() - started < 60:
+        procs = [subprocess.Popen([sys.executable, str(script), str(path), str(log), tag],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for tag in ("A", "B")]
+        for p in procs:
+            line = p.stdout.readline()  # type: ignore[union-attr]
+            if line.strip() != b"ready":
+                for q in procs:
+                    q.kill()
+                pytest.fail(f"a writer did not start: {line!r} {p.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        time.sleep(rnd.uniform(0.3, 2.0))
+        for p in rnd.sample(procs, 2):
+            p.send_signal(signal.SIGKILL)
+            time.sleep(rnd.uniform(0, 0.2))
+        for p in procs:
+            _, err = p.communicate()
+            assert p.returncode == -signal.SIGKILL, f"a writer failed on its own: {err.decode()[-2000:]}"
+        rounds += 1
+        index = HybridIndex.load(path)  # every file verifies against its checksum
+        held = set(index.doc_ids())
+        committed = {d for line in log.read_text().splitlines() for d in line.split()}
+        lost = committed - held
+        assert not lost, f"{len(lost)} committed documents are gone, e.g. {sorted(lost)[:3]}"
+        assert "seed" in held
+        batches = {d.rsplit("-", 1)[0] for d in held - {"seed"}}
+        assert all(sum(d.startswith(b + "-") for d in held) == 3 for b in batches), "a batch was committed in part"
+    assert rounds >= 4 and len(committed) >= 30, f"{rounds} rounds, {len(committed)} committed documents"

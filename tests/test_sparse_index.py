@@ -17,6 +17,7 @@ from hybridsearch.errors import (
     IndexCorruptedError,
     IndexVersionError,
     InputError,
+    UnknownIdError,
 )
 from hybridsearch.index.sparse import SparseIndex, numba_available
 
@@ -269,10 +270,13 @@ def test_score_matches_brute_force(backend):
     cand = rng.choice(n, size=(8, 20), replace=True)
     rows = cand * 3
     rows[:, 0] = -1  # padding
-    rows[:, 1] = 1  # never added
+    rows[:, 1] = 1  # never added: unknown, as in the dense and multi-vector parts
+    with pytest.raises(UnknownIdError, match="row 1 "):
+        index.score(q, rows)
+    rows[:, 1] = -1
     out = index.score(q, rows)
     assert out.shape == (8, 20) and out.dtype == np.float32
-    assert np.isneginf(out[:, 0]).all() and (out[:, 1] == 0).all()
+    assert np.isneginf(out[:, :2]).all()
     np.testing.assert_allclose(out[:, 2:], np.take_along_axis(ref, cand[:, 2:], axis=1), rtol=1e-5)
     shared = index.score(q, rows[0])  # the same rows for every query
     np.testing.assert_array_equal(shared[0], out[0])
@@ -298,9 +302,10 @@ def test_compact_drops_rows_and_keeps_results(backend):
     after = index.search(q, 10)
     np.testing.assert_array_equal(after[0], before[0])
     np.testing.assert_array_equal(after[1], before[1])
-    assert (index.score(q, np.flatnonzero(~alive)[:5]) == 0).all()
-    with pytest.raises(InputError):
-        index.compact(np.ones(10, bool))
+    with pytest.raises(UnknownIdError):  # dropped rows are unknown, as in the dense and multi-vector parts
+        index.score(q, np.flatnonzero(~alive)[:5])
+    index.compact(np.ones(10, bool))  # rows past the end of the mask are dropped
+    assert len(index) == int(alive[:10].sum())
     index.compact(np.zeros(n, bool))
     assert len(index) == 0 and index.n_segments == 0
 

@@ -214,7 +214,7 @@ class VectorDatabase(abc.ABC):
     def first_stage(self, view: str, query: Encoded, c: int, flt: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
         keys, scores = self._search_view(view, query, c, flt)
         # the engine's order, made deterministic on exact ties (ascending key), as the coordinator expects
-        from ..index.hybrid import _top
+        from ..index.searcher import _top
 
         rows, sc, _ = _top(keys, scores, c)
         return rows, sc

@@ -1,17 +1,23 @@
 """BM25 as sparse vectors: ``bm25`` over bge-m3's XLM-R token ids, ``bm25-word`` over Unicode words.
 
-A document's weight for term ``t`` is Lucene's BM25 term score::
+A document's score for a query is Lucene's BM25::
 
-    w(t, d) = idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))
-    idf(t)  = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
+    score(q, d) = sum over terms t of  qtf(t) * idf(t) * w(t, d)
+    w(t, d)     = tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))        the document vector
+    idf(t)      = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))                 applied at query time
 
-and a query's weight is the number of times the term occurs in the query, so ``query · document`` is exactly
-the BM25 score (a repeated query term counts twice, as in Anserini's bag-of-words queries). The vectors
-therefore drop in wherever bge-m3 sparse vectors go: an inner-product sparse index ranks by BM25.
+Document vectors carry only the term-frequency part ``w(t, d)``; query vectors carry the query term counts
+``qtf`` (a repeated query term counts twice, as in Anserini's bag-of-words queries). ``idf`` is applied when
+searching, from the *searched collection's* statistics, as Lucene and Qdrant (``Modifier.IDF``) do:
+:class:`~hybridsearch.index.HybridIndex` takes ``N`` and ``df`` from its live documents (all segments, deleted
+documents excluded), so adding, deleting or upserting documents moves every score with the collection and never
+leaves stale weights behind. Outside an index, :meth:`~_BM25Base.apply_idf` weights queries with the fitted
+statistics, after which ``queries.sparse @ documents.sparse.T`` is exactly the BM25 score.
 
-``N``, ``df`` and ``avgdl`` come from :meth:`~_BM25Base.fit` on a corpus; documents encoded later are
-weighted with those fitted statistics, and query terms outside the fitted vocabulary are dropped.
-Defaults ``k1=0.9, b=0.4`` are Anserini's.
+:meth:`~_BM25Base.fit` sets ``avgdl`` (kept fixed afterwards, like Qdrant's ``avg_len``), the fitted ``N`` and
+``df`` (used by :meth:`~_BM25Base.apply_idf`) and, for ``bm25-word``, the vocabulary. The encoder's fingerprint
+covers what decides the vectors: analyzer, ``k1``, ``b``, ``avgdl`` and the vocabulary; not ``df``. Defaults
+``k1=0.9, b=0.4`` are Anserini's.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from ..errors import ConfigError, InputError
 from ..types import Encoded, EncoderInfo, Mode
 from .base import Encoder, check_texts
 
-__all__ = ["BM25Encoder", "BM25WordEncoder"]
+__all__ = ["BM25Encoder", "BM25WordEncoder", "bm25_idf"]
 
 _FORMAT = "hybridsearch.bm25"
 _VERSION = 1
@@ -65,6 +71,24 @@ def _term_counts(ids: np.ndarray, offsets: np.ndarray, n_cols: int) -> tuple[sp.
     np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
     cols = (keys - rows * stride).astype(np.int32)
     return sp.csr_matrix((tf.astype(np.int32), cols, indptr), shape=(n, n_cols)), dl
+
+
+def bm25_idf(df: np.ndarray, n_docs: int) -> np.ndarray:
+    """Lucene's BM25 idf, float64: ``ln(1 + (N - df + 0.5) / (df + 0.5))``; ``0`` where ``df`` is 0."""
+    df = np.asarray(df, dtype=np.float64)
+    idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
+    idf[df == 0] = 0.0
+    return idf
+
+
+def _df_digest(df: np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(df, dtype="<i8").tobytes()).hexdigest()[:16]
+
+
+def _nonzero(m: sp.csr_matrix) -> sp.csr_matrix:
+    m = sp.csr_matrix(m, dtype=np.float32)
+    m.eliminate_zeros()
+    return m
 
 
 def _filter_csr(m: sp.csr_matrix, keep: np.ndarray, data: np.ndarray) -> sp.csr_matrix:
@@ -177,10 +201,19 @@ class _BM25Base(Encoder):
     def _set_stats(self, df: np.ndarray, n_docs: int, sum_dl: int) -> None:
         df = np.asarray(df, dtype=np.int64)
         self._df, self._n_docs, self._sum_dl = df, int(n_docs), int(sum_dl)
-        idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
-        idf[df == 0] = 0.0
-        self._idf = idf
+        self._idf = bm25_idf(df, n_docs)
         self._fingerprint = None
+
+    def apply_idf(self, queries: Encoded) -> Encoded:
+        """``queries`` (from :meth:`encode_queries`) weighted by the *fitted* idf, for searching outside a
+        :class:`~hybridsearch.index.HybridIndex` (which applies its own live idf instead): afterwards
+        ``queries.sparse @ documents.sparse.T`` is the BM25 score over the fitted corpus."""
+        _, idf = self._need_fitted()
+        q = queries.sparse
+        if q is None or q.shape[1] != self.vocab_size:
+            raise InputError(f"apply_idf takes this encoder's query vectors (sparse, width {self.vocab_size})")
+        weighted = sp.csr_matrix((q.data * idf[q.indices], q.indices.copy(), q.indptr.copy()), shape=q.shape)
+        return Encoded(sparse=_nonzero(weighted), encoder=queries.encoder)
 
     # ------------------------------------------------------------------ fitting and encoding
     def _count(
@@ -233,16 +266,16 @@ class _BM25Base(Encoder):
         return Encoded(sparse=self._doc_weights(counts, dl), encoder=self.info)
 
     def _doc_weights(self, counts: sp.csr_matrix, dl: np.ndarray) -> sp.csr_matrix:
-        _, idf = self._need_fitted()
+        self._need_fitted()
         tf = counts.data.astype(np.float64)
         norm = self.k1 * (1.0 - self.b + self.b * dl.astype(np.float64) / self.avgdl)
         rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
-        w = idf[counts.indices] * tf * (self.k1 + 1.0) / (tf + norm[rows])
+        w = tf * (self.k1 + 1.0) / (tf + norm[rows])  # the term-frequency part; idf comes at query time
         return _filter_csr(counts, w > 0, w)
 
     def _query_weights(self, counts: sp.csr_matrix) -> sp.csr_matrix:
-        df, _ = self._need_fitted()
-        return _filter_csr(counts, df[counts.indices] > 0, counts.data)
+        self._need_fitted()
+        return _filter_csr(counts, np.ones(counts.nnz, bool), counts.data)
 
     def _encode(self, texts: list[str], *, is_query: bool, outputs: tuple[Mode, ...], show_progress: bool) -> Encoded:
         self._need_fitted()
@@ -265,11 +298,14 @@ class _BM25Base(Encoder):
         }
 
     def _compute_fingerprint(self) -> str:
-        h = hashlib.sha256(json.dumps(self._core(), sort_keys=True).encode("utf-8"))
+        # what decides the vectors: the term space, k1, b and avgdl; df and N only enter idf, applied at query time
+        ident = {k: v for k, v in self._core().items() if k not in ("n_docs", "sum_dl")}
+        ident["avgdl"] = float.hex(float(self.avgdl))
+        h = hashlib.sha256(json.dumps(ident, sort_keys=True).encode("utf-8"))
+        h.update(b"tf-part-v2")
         if self._df is None:
             h.update(b"unfitted")
         else:
-            h.update(self._df.astype("<i8").tobytes())
             h.update(self._vocab_bytes())
         return h.hexdigest()[:16]
 
@@ -292,7 +328,7 @@ class _BM25Base(Encoder):
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
-        header = {**self._core(), "version": _VERSION, "fingerprint": self.info.fingerprint}
+        header = {**self._core(), "version": _VERSION, "fingerprint": self.info.fingerprint, "df_sha256": _df_digest(df)}
         arrays = {
             "header": np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8),
             "df": df.astype("<i8"),
@@ -347,7 +383,7 @@ class _BM25Base(Encoder):
         if df.shape != (self.vocab_size,) or (df < 0).any() or int(header["n_docs"]) <= 0:
             raise InputError(f"{path} is damaged: document frequencies do not fit the vocabulary")
         self._set_stats(df, int(header["n_docs"]), int(header["sum_dl"]))
-        if self.info.fingerprint != header.get("fingerprint"):
+        if self.info.fingerprint != header.get("fingerprint") or header.get("df_sha256", _df_digest(df)) != _df_digest(df):
             raise InputError(f"{path} is damaged: its content does not match its recorded fingerprint")
 
 
@@ -363,7 +399,7 @@ class BM25Encoder(_BM25Base):
 
     >>> enc = BM25Encoder().fit(corpus)           # doctest: +SKIP
     >>> docs = enc.encode_corpus(corpus)          # doctest: +SKIP
-    >>> scores = enc.encode_queries(["what causes tides?"]).sparse @ docs.sparse.T  # doctest: +SKIP
+    >>> scores = enc.apply_idf(enc.encode_queries(["what causes tides?"])).sparse @ docs.sparse.T  # doctest: +SKIP
     """
 
     name = "bm25"

@@ -35,6 +35,7 @@ Files
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -44,6 +45,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from .._rwlock import RWLock
 from ..errors import (
     ConfigError,
     DimensionMismatchError,
@@ -161,6 +163,12 @@ def _positive_int(value: Any, name: str, error: type[Exception]) -> int:
     return int(value)
 
 
+def _tie_order(scores: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Per row, the column order by score descending, then position ascending (``-1`` padding last)."""
+    big = np.where(positions >= 0, positions, np.iinfo(np.int64).max)
+    return np.lexsort((big, -scores.astype(np.float64)), axis=-1)
+
+
 def _mask(mask: Any, name: str) -> np.ndarray:
     m = np.asarray(mask)
     if m.ndim != 1 or m.dtype != np.bool_:
@@ -220,6 +228,7 @@ class DenseIndex:
         self._rows = np.zeros(0, np.int64)
         self._mmapped = False
         self._source: Path | None = None  # directory a memory-mapped index was loaded from
+        self._lock = RWLock()  # FAISS objects are appended to in place: reads share, appends exclude
 
     # ----------------------------------------------------------------------------------------- attributes
 
@@ -274,6 +283,15 @@ class DenseIndex:
 
     def __repr__(self) -> str:
         return f"DenseIndex(dim={self._dim}, factory={self._factory!r}, n={len(self)})"
+
+    def snapshot(self) -> DenseIndex:
+        """A read-only view of the rows held now, unaffected by later :meth:`add` and :meth:`compact` calls.
+
+        It shares the FAISS object (appends happen in place under a lock, and the view only ever returns the
+        positions it knew); compaction gives this index a new FAISS object and leaves the view's untouched.
+        Costs a shallow copy. The view must not be changed.
+        """
+        return copy.copy(self)
 
     # ----------------------------------------------------------------------------------------- building
 
@@ -404,7 +422,8 @@ class DenseIndex:
             self._index = self._trained_index(x)
             self._mmapped = False
         self._materialize()
-        self._index.add(x)
+        with self._lock.write():
+            self._index.add(x)
         self._rows = np.concatenate([self._rows, r])
 
     def _materialize(self) -> None:
@@ -430,7 +449,8 @@ class DenseIndex:
     def _reconstruct(self, positions: np.ndarray) -> np.ndarray:
         if positions.size == 0:
             return np.zeros((0, self._dim), np.float32)
-        return self._index.reconstruct_batch(np.ascontiguousarray(positions, dtype=np.int64))
+        with self._lock.read():
+            return self._index.reconstruct_batch(np.ascontiguousarray(positions, dtype=np.int64))
 
     def _exact(self, queries: np.ndarray, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-``k`` positions and scores over the (reconstructed) vectors at ``positions``."""
@@ -442,30 +462,39 @@ class DenseIndex:
             s = np.hstack([best_s, queries @ self._reconstruct(pos).T])
             p = np.hstack([best_p, np.broadcast_to(pos, (nq, pos.size))])
             if s.shape[1] > k:
-                top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+                top = _tie_order(s, p)[:, :k]  # score descending, then position (= row) ascending
                 s, p = np.take_along_axis(s, top, axis=1), np.take_along_axis(p, top, axis=1)
             best_s, best_p = s, p
-        order = np.argsort(-best_s, axis=1, kind="stable")
+        order = _tie_order(best_s, best_p)
         return np.take_along_axis(best_p, order, axis=1), np.take_along_axis(best_s, order, axis=1)
 
-    def _params(self, ok: np.ndarray | None, ef_search: int, nprobe: int) -> tuple[Any, list[Any]]:
-        """FAISS search parameters plus the objects that must outlive the search call."""
+    def _params(self, ok: np.ndarray | None, ef_search: int, nprobe: int, limit: int) -> tuple[Any, list[Any]]:
+        """FAISS search parameters plus the objects that must outlive the search call.
+
+        ``limit``: positions at or beyond it were appended after this view was taken and are never returned.
+        """
         keep: list[Any] = []
+        if ok is None and limit < self._index.ntotal:
+            sel = faiss.IDSelectorRange(0, limit)
+            keep.append(sel)
+        else:
+            sel = None
         if self._kind == "hnsw":
             params = faiss.SearchParametersHNSW()
             params.efSearch = ef_search
         elif self._kind == "ivf":
             params = faiss.SearchParametersIVF()
             params.nprobe = nprobe
-        elif ok is not None:
+        elif ok is not None or sel is not None:
             params = faiss.SearchParameters()
         else:
             return None, keep
         if ok is not None:
-            bits = np.packbits(ok, bitorder="little")
+            bits = np.packbits(ok, bitorder="little")  # ``len(self)`` bits: later positions are never members
             sel = faiss.IDSelectorBitmap(bits.size, faiss.swig_ptr(bits))
-            params.sel = sel
             keep += [bits, sel]
+        if sel is not None:
+            params.sel = sel
         return params, keep
 
     def search(
@@ -505,16 +534,40 @@ class DenseIndex:
         if ok is not None and (not self._native_sel or (self._kind != "flat" and n_ok <= max(kk, _EXACT_SCAN_ROWS))):
             pos, scores = self._exact(q, np.flatnonzero(ok), kk)
         else:
-            params, _keep = self._params(ok, ef, npb)
-            scores, pos = self._index.search(q, kk, params=params)
-            short = (pos >= 0).sum(axis=1) < kk  # graph / IVF searches can come back under-filled
-            if short.any():
-                candidates = np.flatnonzero(ok) if ok is not None else np.arange(n, dtype=np.int64)
-                pos[short], scores[short] = self._exact(q[short], candidates, kk)
+            pos, scores = self._faiss_search(q, kk, ok, ef, npb, n, n_ok)
         hit = pos >= 0
         out_rows[:, :kk] = np.where(hit, self._rows[np.where(hit, pos, 0)], -1)
         out_scores[:, :kk] = np.where(hit, scores, -np.inf)
         return out_rows, out_scores
+
+    def _faiss_search(
+        self, q: np.ndarray, kk: int, ok: np.ndarray | None, ef: int, npb: int, n: int, n_ok: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's top-``kk`` positions, ties ordered by position (= row id) so that a top-k is a prefix of a larger one.
+
+        FAISS orders equal scores as its heap leaves them (faiss issue #808). One more result than needed is asked
+        for; while the last wanted score ties the first unwanted one, the search is repeated with twice as many.
+        """
+        want = kk
+        while True:
+            ask = min(want + 1, n_ok)
+            with self._lock.read():  # the size check and the search see the same FAISS contents
+                if self._index.ntotal > n and not self._native_sel:
+                    scores = pos = None  # appended after this view was taken, and no selector can hide them
+                else:
+                    params, _keep = self._params(ok, ef, npb, n)
+                    scores, pos = self._index.search(q, ask, params=params)
+            if pos is None:
+                return self._exact(q, np.flatnonzero(ok) if ok is not None else np.arange(n, dtype=np.int64), kk)
+            short = (pos >= 0).sum(axis=1) < ask  # graph / IVF searches can come back under-filled
+            if short.any():
+                candidates = np.flatnonzero(ok) if ok is not None else np.arange(n, dtype=np.int64)
+                pos[short], scores[short] = self._exact(q[short], candidates, ask)
+            order = _tie_order(scores, pos)
+            scores, pos = np.take_along_axis(scores, order, axis=1), np.take_along_axis(pos, order, axis=1)
+            if ask == n_ok or ask <= kk or not (scores[:, kk - 1] == scores[:, ask - 1]).any():
+                return pos[:, :kk], scores[:, :kk]
+            want = 2 * want
 
     def score(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Return float32 ``(n_queries, m)`` inner products of each query with its candidate ``rows``.
@@ -586,21 +639,35 @@ class DenseIndex:
         keep = self._restrict(_mask(alive, "alive"))
         if keep.all():
             return
-        self._materialize()
         drop_bits = np.packbits(~keep, bitorder="little")
         drop = faiss.IDSelectorBitmap(drop_bits.size, faiss.swig_ptr(drop_bits))
+        # Copy on write: snapshots taken before keep searching the old FAISS object unchanged. A mapped index is
+        # first read into a private in-memory copy (FAISS aborts on writes to a mapped view), which is changed.
+        private = self._mmapped
+        self._materialize()
         if self._kind == "flat":
-            self._index.remove_ids(drop)  # IndexFlatCodes keeps the survivors in order
+            index = self._index if private else self._copy_index()
+            index.remove_ids(drop)  # IndexFlatCodes keeps the survivors in order
         elif self._kind == "ivf":
-            self._compact_ivf(keep, drop)
+            index = self._index if private else self._copy_index()
+            self._compact_ivf(index, keep, drop)
         else:
-            self._index = self._rebuilt(np.flatnonzero(keep))
+            index = self._rebuilt(np.flatnonzero(keep))
+        self._index, self._mmapped, self._source = index, False, None
         self._rows = np.ascontiguousarray(self._rows[keep])
 
-    def _compact_ivf(self, keep: np.ndarray, drop: Any) -> None:
-        ivf = faiss.extract_index_ivf(self._index)
+    def _copy_index(self) -> Any:
+        with self._lock.read():
+            if self._index.ntotal == len(self):
+                return faiss.deserialize_index(faiss.serialize_index(self._index))
+        # vectors beyond the rows (appended after a view was taken, or by a failed add): leave them out of the copy
+        return self._rebuilt(np.arange(len(self), dtype=np.int64))
+
+    @staticmethod
+    def _compact_ivf(index: Any, keep: np.ndarray, drop: Any) -> None:
+        ivf = faiss.extract_index_ivf(index)
         ivf.set_direct_map_type(faiss.DirectMap.NoMap)
-        self._index.remove_ids(drop)
+        index.remove_ids(drop)
         new_pos = np.cumsum(keep, dtype=np.int64) - 1
         lists = ivf.invlists
         for list_no in range(ivf.nlist):
@@ -612,7 +679,8 @@ class DenseIndex:
 
     def _rebuilt(self, keep_pos: np.ndarray) -> Any:
         """The same trained index, emptied and refilled with the vectors at ``keep_pos``."""
-        index = faiss.clone_index(self._index)
+        with self._lock.read():  # a serialised copy: clone_index keeps a mapped index's read-only storage
+            index = faiss.deserialize_index(faiss.serialize_index(self._index))
         index.reset()
         for start in range(0, keep_pos.size, _CHUNK):
             index.add(self._reconstruct(keep_pos[start : start + _CHUNK]))
@@ -691,6 +759,7 @@ class DenseIndex:
         except ValueError as exc:
             raise IndexCorruptedError(f"{directory / _META_FILE}: {exc}") from None
         obj._index, obj._rows, obj._mmapped = index, rows, mapped
+        obj._lock = RWLock()
         obj._source = directory.resolve() if mapped else None
         try:
             obj._kind = _kind(index, factory)

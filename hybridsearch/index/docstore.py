@@ -18,9 +18,11 @@ which lists the parts. A doc id -> row dictionary is built on first use (about a
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -147,17 +149,26 @@ class _Part:
     texts: _Blob
     meta: _Blob
     columns: dict[str, Column]
-    deleted: np.ndarray  # bool (n,), always in memory
+    deleted: np.ndarray  # bool (n,), always in memory; replaced (never changed in place) by a deletion
     name: str | None = None  # set while the part equals the files of that name in the store's base directory
+    _positions: dict[str, int] | None = field(default=None, repr=False)  # doc id -> last position, built on first use
 
     def __len__(self) -> int:
         return int(self.rows.size)
+
+    def position_of(self, doc_id: str) -> int | None:
+        """The last position holding ``doc_id`` (a live version is always the newest), or ``None``."""
+        positions = self._positions
+        if positions is None:
+            positions = {d: i for i, d in enumerate(self.ids.strings())}
+            self._positions = positions  # the ids never change, so every snapshot sharing this part can use it
+        return positions.get(doc_id)
 
     @property
     def nbytes(self) -> int:
         total = self.rows.nbytes + self.ids.nbytes + self.texts.nbytes + self.meta.nbytes
         for c in self.columns.values():
-            total += sum(a.nbytes for a in (c.num, c.cat, c.nested) if a is not None)
+            total += sum(a.nbytes for a in (c.num, c.cat, c.nested, c.big) if a is not None)
         return int(total)
 
     def save(self, d: Path) -> list[str]:
@@ -171,7 +182,7 @@ class _Part:
         fields = []
         for i, (key, col) in enumerate(self.columns.items()):
             entry: dict[str, Any] = {"name": key}
-            for kind in ("num", "cat", "nested"):
+            for kind in ("num", "cat", "nested", "big"):
                 arr = getattr(col, kind)
                 entry[kind] = arr is not None
                 if arr is not None:
@@ -207,15 +218,15 @@ class _Part:
         try:
             for i, f in enumerate(spec["fields"]):
                 arrays: dict[str, np.ndarray | None] = {}
-                for kind, dtype in (("num", np.float64), ("cat", np.int32), ("nested", np.bool_)):
-                    arr = _load_npy(d / f"col-{i:04d}.{kind}.npy", mmap) if f[kind] else None
+                for kind, dtype in (("num", np.float64), ("cat", np.int32), ("nested", np.bool_), ("big", np.int64)):
+                    arr = _load_npy(d / f"col-{i:04d}.{kind}.npy", mmap) if f.get(kind) else None
                     if arr is not None and (arr.shape != (n,) or arr.dtype != dtype):
                         raise IndexCorruptedError(f"column {f['name']!r} in {d} has the wrong shape or type")
                     arrays[kind] = arr
                 vocab: Any = ()
                 if arrays["cat"] is not None:
                     vocab = _lazy_json(d / f"col-{i:04d}.vocab.json", mmap)
-                columns[str(f["name"])] = Column(n, arrays["num"], arrays["cat"], vocab, arrays["nested"])
+                columns[str(f["name"])] = Column(n, arrays["num"], arrays["cat"], vocab, arrays["nested"], arrays["big"])
         except (KeyError, TypeError) as exc:
             raise IndexCorruptedError(f"{d / 'columns.json'} is incomplete: {exc}") from None
         return cls(rows, ids, texts, meta, columns, np.zeros(n, bool), name)
@@ -266,7 +277,11 @@ def _merge_columns(parts: Sequence[_Part]) -> dict[str, Column]:
         if any(c is not None and c.nested is not None for c in cols):
             nested = np.concatenate([c.nested if c is not None and c.nested is not None else np.zeros(len(p), bool)
                                      for c, p in zip(cols, parts, strict=True)])
-        out[key] = Column(n, num, cat, vocab, nested)
+        big = None
+        if any(c is not None and c.big is not None for c in cols):
+            big = np.concatenate([c.big if c is not None and c.big is not None else np.zeros(len(p), np.int64)
+                                  for c, p in zip(cols, parts, strict=True)])
+        out[key] = Column(n, num, cat, vocab, nested, big)
     return out
 
 
@@ -276,10 +291,11 @@ def _take_columns(columns: Mapping[str, Column], keep: np.ndarray) -> dict[str, 
         num = None if c.num is None else np.asarray(c.num)[keep]
         cat = None if c.cat is None else np.asarray(c.cat)[keep]
         nested = None if c.nested is None else np.asarray(c.nested)[keep]
+        big = None if c.big is None else np.asarray(c.big)[keep]
         present = (num is not None and (~np.isnan(num)).any()) or (cat is not None and (cat >= 0).any()) or (
             nested is not None and nested.any())
         if present:
-            out[key] = Column(int(keep.size), num, cat, c.vocab, nested)
+            out[key] = Column(int(keep.size), num, cat, c.vocab, nested, big)
     return out
 
 
@@ -329,15 +345,27 @@ def encode_metadata(metas: Sequence[Any]) -> list[bytes]:
 
 # ----------------------------------------------------------------------------------------------- store
 class DocStore:
-    """Ids, texts and metadata of every stored document (live or deleted but not yet compacted), by row id."""
+    """Ids, texts and metadata of every stored document (live or deleted but not yet compacted), by row id.
+
+    Parts are never changed in place once another store shares them: a deletion replaces the part with one
+    holding a new ``deleted`` array, so :meth:`snapshot` is a shallow copy of the list of parts.
+    """
+
+    #: fresh (unsaved) parts are merged while the older of the last two is at most this many times the newer,
+    #: so a long run of small adds keeps O(log n) parts
+    TAIL_MERGE_RATIO = 2
 
     def __init__(self) -> None:
         self._parts: list[_Part] = []
         self._next_part = 0
-        self._rows_cache: np.ndarray | None = None
-        self._starts_cache: np.ndarray | None = None
-        self._id_map: dict[str, int] | None = None
+        self._layout: tuple[np.ndarray, np.ndarray] | None = None  # (all rows, part starts), set as one value
         self._n_deleted = 0
+
+    def snapshot(self) -> DocStore:
+        """A read-only view of the documents stored now, unaffected by later changes (the parts are shared)."""
+        view = copy.copy(self)
+        view._parts = list(self._parts)
+        return view
 
     # ------------------------------------------------------------------ sizes
     def __len__(self) -> int:
@@ -360,49 +388,42 @@ class DocStore:
     def nbytes(self) -> int:
         return sum(p.nbytes for p in self._parts)
 
+    def _built_layout(self) -> tuple[np.ndarray, np.ndarray]:
+        layout = self._layout
+        if layout is None:
+            rows = np.concatenate([np.asarray(p.rows) for p in self._parts]) if self._parts else np.zeros(0, np.int64)
+            layout = (rows, np.cumsum([0] + [len(p) for p in self._parts]))
+            self._layout = layout  # one assignment: threads reading a snapshot never see half of it
+        return layout
+
     @property
     def rows(self) -> np.ndarray:
         """Row ids of all stored documents, ascending."""
-        if self._rows_cache is None:
-            self._rows_cache = (
-                np.concatenate([np.asarray(p.rows) for p in self._parts]) if self._parts else np.zeros(0, np.int64)
-            )
-            self._starts_cache = np.cumsum([0] + [len(p) for p in self._parts])
-        return self._rows_cache
+        return self._built_layout()[0]
 
     def _invalidate(self) -> None:
-        self._rows_cache = self._starts_cache = None
+        self._layout = None
 
     @property
     def fields(self) -> set[str]:
         return {k for p in self._parts for k in p.columns}
 
     # ------------------------------------------------------------------ lookups
-    def _id_map_built(self) -> dict[str, int]:
-        if self._id_map is None:
-            m: dict[str, int] = {}
-            for p in self._parts:
-                ids = p.ids.strings()
-                rows = np.asarray(p.rows).tolist()
-                if p.deleted.any():
-                    live = np.flatnonzero(~p.deleted).tolist()
-                    m.update((ids[i], rows[i]) for i in live)
-                else:
-                    m.update(zip(ids, rows, strict=True))
-            self._id_map = m
-        return self._id_map
-
     def row_of(self, doc_id: str) -> int | None:
         """The live row holding ``doc_id``, or ``None``."""
-        return self._id_map_built().get(doc_id)
+        for p in reversed(self._parts):
+            i = p.position_of(doc_id)
+            if i is not None:
+                # the live version of an id is always its newest row: a deleted newest version means none is live
+                return None if p.deleted[i] else int(p.rows[i])
+        return None
 
     def rows_of(self, doc_ids: Sequence[str]) -> list[int | None]:
-        m = self._id_map_built()
-        return [m.get(d) for d in doc_ids]
+        return [self.row_of(d) for d in doc_ids]
 
     def _locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(part index, position in the part) of stored rows; IndexCorruptedError for a row the store lacks."""
-        all_rows = self.rows
+        all_rows, starts = self._built_layout()
         if rows.size:
             pos = np.searchsorted(all_rows, rows)
             found = pos < all_rows.size
@@ -413,10 +434,8 @@ class DocStore:
                 )
         else:
             pos = np.zeros(0, np.int64)
-        assert self._starts_cache is not None
-        part = np.searchsorted(self._starts_cache, pos, side="right") - 1
-        return part, pos - self._starts_cache[part]
-
+        part = np.searchsorted(starts, pos, side="right") - 1
+        return part, pos - starts[part]
     def _gather(self, rows: np.ndarray, what: Callable[[_Part], _Blob]) -> list[bytes]:
         r = np.asarray(rows, np.int64).ravel()
         part, local = self._locate(r)
@@ -510,24 +529,30 @@ class DocStore:
             deleted=np.zeros(n, bool),
         )
         self._parts.append(part)
+        while (
+            len(self._parts) >= 2
+            and self._parts[-1].name is None
+            and self._parts[-2].name is None
+            and len(self._parts[-2]) <= self.TAIL_MERGE_RATIO * len(self._parts[-1])
+        ):
+            self._parts[-2:] = [_merge_parts(self._parts[-2:])]
         self._invalidate()
-        if self._id_map is not None:
-            self._id_map.update(zip(doc_ids, part.rows.tolist(), strict=True))
 
     def delete(self, rows: np.ndarray) -> None:
-        """Tombstone stored live rows (the caller checked they are live)."""
+        """Tombstone stored live rows (the caller checked they are live).
+
+        Each touched part is replaced by a copy with a new ``deleted`` array: snapshots keep the old one.
+        """
         r = np.asarray(rows, np.int64)
         if r.size == 0:
             return
         part, local = self._locate(r)
-        ids = self.doc_ids(r) if self._id_map is not None else []
-        for p, i in zip(part.tolist(), local.tolist(), strict=True):
-            self._parts[p].deleted[i] = True
+        for p in np.unique(part).tolist():
+            old = self._parts[p]
+            deleted = old.deleted.copy()
+            deleted[local[part == p]] = True
+            self._parts[p] = dataclasses.replace(old, deleted=deleted)
         self._n_deleted += int(r.size)
-        if self._id_map is not None:
-            for d, row in zip(ids, r.tolist(), strict=True):
-                if self._id_map.get(d) == row:
-                    del self._id_map[d]
 
     def compact(self) -> None:
         """Drop deleted documents and merge all parts into one in-memory part."""
@@ -628,7 +653,7 @@ def _part_files(p: _Part) -> list[str]:
     names = ["rows.npy", "doc_ids.bin", "doc_ids.offsets.npy", "texts.bin", "texts.offsets.npy", "metadata.jsonl",
              "metadata.offsets.npy", "columns.json"]
     for i, col in enumerate(p.columns.values()):
-        names += [f"col-{i:04d}.{kind}.npy" for kind in ("num", "cat", "nested") if getattr(col, kind) is not None]
+        names += [f"col-{i:04d}.{kind}.npy" for kind in ("num", "cat", "nested", "big") if getattr(col, kind) is not None]
         if col.cat is not None:
             names.append(f"col-{i:04d}.vocab.json")
     return names

@@ -12,7 +12,9 @@ The language (a subset of MongoDB's), as a dict:
 ``{"$or": [{...}, {...}]}``          any of the sub-filters; ``{"$and": [...]}`` all of them
 ===================================  ===========================================================
 
-Values compare by JSON type: numbers with numbers (``2000`` equals ``2000.0``; ``true`` is not ``1``), strings
+Values compare by JSON type: numbers with numbers, exactly as Python compares them (``2000`` equals ``2000.0``;
+integers past 2**53 keep every digit, so ``1983516295378495150`` and ``1983516295378495200`` differ although
+they are the same float64; ``true`` is not ``1``), strings
 with strings, and ``true``, ``false``, ``null`` with themselves. Range operators take numbers only. Lists and
 objects in metadata are stored and returned but cannot be filtered on (only ``$exists`` sees them).
 
@@ -39,6 +41,8 @@ __all__ = ["COMPARISONS", "Column", "Condition", "Filter", "build_columns", "par
 COMPARISONS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists")
 _LOGICAL = ("$and", "$or")
 _RANGE = {"$gt": np.greater, "$gte": np.greater_equal, "$lt": np.less, "$lte": np.less_equal}
+_EXACT_FLOAT = 2**53  # integers up to this magnitude are exact float64 values
+_INT64 = 2**63
 
 
 # ----------------------------------------------------------------------------------------------- values
@@ -64,8 +68,10 @@ class Column:
 
     ``num``: float64 ``(n,)``, NaN where the value is not a number; ``cat``: int32 ``(n,)`` codes into ``vocab``
     (the field's distinct strings, booleans and null), ``-1`` elsewhere; ``nested``: bool ``(n,)`` where the value
-    is a list or object. Arrays that would hold nothing are ``None``. ``vocab`` may be given as a loader, called on
-    first use, so that opening an index with a high-cardinality text field (titles, urls) stays fast.
+    is a list or object; ``big``: int64 ``(n,)``, the exact value of numbers beyond 2**53 in magnitude (integers,
+    or integral floats below 2**63) and ``0`` elsewhere, so comparisons keep Python's integer semantics where
+    float64 would round. Arrays that would hold nothing are ``None``. ``vocab`` may be given as a loader, called
+    on first use, so that opening an index with a high-cardinality text field (titles, urls) stays fast.
     """
 
     def __init__(
@@ -75,8 +81,9 @@ class Column:
         cat: np.ndarray | None = None,
         vocab: Sequence[str | bool | None] | Callable[[], Sequence[str | bool | None]] = (),
         nested: np.ndarray | None = None,
+        big: np.ndarray | None = None,
     ) -> None:
-        self.n, self.num, self.cat, self.nested = n, num, cat, nested
+        self.n, self.num, self.cat, self.nested, self.big = n, num, cat, nested, big
         self._vocab: tuple[str | bool | None, ...] | None = None if callable(vocab) else tuple(vocab)
         self._loader = vocab if callable(vocab) else None
         self._codes: dict[Any, int] | None = None
@@ -98,13 +105,33 @@ class Column:
         if _is_number(value):
             if self.num is None:
                 return np.zeros(self.n, bool)
-            return np.asarray(self.num == float(value))
+            return self._numeric("$eq", value)
         if self.cat is None:
             return np.zeros(self.n, bool)
         code = self.code(value)
         if code < 0:
             return np.zeros(self.n, bool)
         return np.asarray(self.cat == code)
+
+    def _numeric(self, op: str, value: Any) -> np.ndarray:
+        """``document value <op> value`` with Python's exact int/float semantics (NaN, i.e. absent, is False)."""
+        num = np.asarray(self.num)
+        v = value.item() if isinstance(value, np.generic) else value
+        big = None if self.big is None else np.asarray(self.big)
+        exact_v = isinstance(v, float) or abs(v) <= _EXACT_FLOAT
+        with np.errstate(invalid="ignore"):
+            if exact_v and big is None:  # the usual case: every value involved is an exact float64
+                return np.asarray(_RANGE[op](num, float(v)) if op != "$eq" else num == float(v))
+            out = np.zeros(self.n, bool)
+            at_big = np.zeros(self.n, bool) if big is None else big != 0
+            f_at = np.flatnonzero(~at_big & ~np.isnan(num))
+            lt, eq, gt = _compare_floats(num[f_at], v)
+            out[f_at] = _pick(op, lt, eq, gt)
+            if big is not None and at_big.any():
+                b_at = np.flatnonzero(at_big)
+                lt, eq, gt = _compare_ints(big[b_at], v)
+                out[b_at] = _pick(op, lt, eq, gt)
+        return out
 
     def present(self) -> np.ndarray:
         out = np.zeros(self.n, bool)
@@ -116,15 +143,62 @@ class Column:
             out |= self.nested
         return out
 
-    def compare(self, op: str, bound: float) -> np.ndarray:
+    def compare(self, op: str, bound: Any) -> np.ndarray:
         if self.num is None:
             return np.zeros(self.n, bool)
-        with np.errstate(invalid="ignore"):
-            return np.asarray(_RANGE[op](self.num, bound))  # NaN compares False
+        return self._numeric(op, bound)  # NaN (absent) compares False
 
     @property
     def filterable(self) -> bool:
         return self.num is not None or self.cat is not None
+
+
+def _pick(op: str, lt: np.ndarray, eq: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    return {"$eq": eq, "$gt": gt, "$gte": gt | eq, "$lt": lt, "$lte": lt | eq}[op]
+
+
+def _compare_floats(f: np.ndarray, v: int | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact ``(f < v, f == v, f > v)`` for float64 documents ``f`` and a Python number ``v``."""
+    if isinstance(v, float) or abs(v) <= _EXACT_FLOAT:
+        fv = float(v)
+        return f < fv, f == fv, f > fv
+    # v is an integer that float64 cannot hold exactly: integral floats below 2**63 compare as int64, the rest
+    # (fractions, which are below 2**53 in magnitude, and huge floats) cannot equal v and order by float value
+    lt, eq, gt = np.zeros(f.shape, bool), np.zeros(f.shape, bool), np.zeros(f.shape, bool)
+    whole = (np.abs(f) < _INT64) & (f == np.floor(f))
+    fi = f[whole].astype(np.int64)
+    lt[whole], eq[whole], gt[whole] = fi < v, fi == v, fi > v
+    rest = np.flatnonzero(~whole)  # fractions (below 2**53 in magnitude) and floats past 2**63: few, and never equal
+    vals = f[rest].tolist()
+    lt[rest] = [x < v for x in vals]  # Python compares int and float exactly
+    gt[rest] = [x > v for x in vals]
+    return lt, eq, gt
+
+
+def _compare_ints(d: np.ndarray, v: int | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact ``(d < v, d == v, d > v)`` for int64 documents ``d`` and a Python number ``v``."""
+    if isinstance(v, float):
+        if not -float(_INT64) <= v < float(_INT64):
+            return np.full(d.shape, v > 0), np.zeros(d.shape, bool), np.full(d.shape, v < 0)
+        fl = math.floor(v)
+        if v == fl:
+            return d < fl, d == fl, d > fl
+        return d <= fl, np.zeros(d.shape, bool), d > fl
+    if not -_INT64 <= v < _INT64:
+        return np.full(d.shape, v > 0), np.zeros(d.shape, bool), np.full(d.shape, v < 0)
+    return d < v, d == v, d > v
+
+
+def _exact_int(v: Any) -> int | None:
+    """The int64 value of a number float64 cannot hold exactly (an integer past 2**53), else ``None``."""
+    if isinstance(v, (bool, np.bool_)):
+        return None
+    if isinstance(v, (int, np.integer)):
+        v = int(v)
+        return v if abs(v) > _EXACT_FLOAT else None
+    if isinstance(v, (float, np.floating)) and _EXACT_FLOAT < abs(float(v)) < _INT64:
+        return int(v)  # an integral float: its exact int64 value
+    return None
 
 
 def build_columns(metadata: Sequence[Mapping[str, Any]]) -> dict[str, Column]:
@@ -147,21 +221,30 @@ def build_columns(metadata: Sequence[Mapping[str, Any]]) -> dict[str, Column]:
                 cat_i.append(i)
                 cat_v.append(v)
             elif t is float or t is int:
+                if t is int and not -_INT64 <= v < _INT64:
+                    raise FilterError(
+                        f"metadata field {key!r} holds the integer {v}, outside the signed 64-bit range that filters "
+                        "compare exactly; store it as a string"
+                    )
                 num_i.append(i)
                 num_v.append(v)
             elif _is_number(v):
                 num_i.append(i)
-                num_v.append(float(v))
+                num_v.append(v.item() if isinstance(v, np.generic) else v)
             elif _is_scalar(v):
                 cat_i.append(i)
                 cat_v.append(category(v))
             else:
                 nest_i.append(i)
-        num = cat = nest = None
+        num = cat = nest = big = None
         vocab: tuple[str | bool | None, ...] = ()
         if num_i:
             num = np.full(n, np.nan)
-            num[num_i] = np.asarray(num_v, dtype=np.float64)
+            num[num_i] = np.asarray([float(v) for v in num_v], dtype=np.float64)
+            exact = [(i, e) for i, v in zip(num_i, num_v, strict=True) if (e := _exact_int(v)) is not None]
+            if exact:
+                big = np.zeros(n, np.int64)
+                big[[i for i, _ in exact]] = [e for _, e in exact]
         if cat_i:
             codes: dict[Any, int] = {}
             cat = np.full(n, -1, np.int32)
@@ -170,7 +253,7 @@ def build_columns(metadata: Sequence[Mapping[str, Any]]) -> dict[str, Column]:
         if nest_i:
             nest = np.zeros(n, bool)
             nest[nest_i] = True
-        out[key] = Column(n, num, cat, vocab, nest)
+        out[key] = Column(n, num, cat, vocab, nest, big)
     return out
 
 
@@ -235,7 +318,7 @@ def _condition(c: Condition, col: Column | None, n: int) -> np.ndarray:
         for v in c.value:
             m |= col.equals(v)
         return m if c.op == "$in" else ~m
-    return col.compare(c.op, float(c.value))
+    return col.compare(c.op, c.value)
 
 
 def _check_value(field: str, op: str, v: Any) -> Any:
@@ -253,7 +336,7 @@ def _check_value(field: str, op: str, v: Any) -> Any:
     if op in _RANGE:
         if not _is_number(v) or math.isnan(float(v)):
             raise FilterError(f"{field}: {op} compares numbers only, got {v!r}")
-        return float(v)
+        return v.item() if isinstance(v, np.generic) else v
     _check_scalar(field, op, v)
     return v
 

@@ -6,6 +6,7 @@ An index directory looks like this::
       manifest.json          the commit record: names the live generation, lists its files with sizes and CRC-32s
       gen-000007/            the live generation: every array file of the index
         dense/ sparse/ multivector/ docs/
+      gen-000007/commit.json a copy of the manifest that committed it (read by recovery)
       .lock                  held (flock) while a save runs, so two writers never interleave
 
 A save (:func:`commit`) never touches the live generation: it writes ``.tmp-gen-000008-<pid>/`` (unchanged
@@ -13,7 +14,8 @@ files are hard-linked from the live generation instead of rewritten), fsyncs eve
 it to ``gen-000008``, fsyncs the index directory, and then atomically replaces ``manifest.json`` (temporary
 file, fsync, ``os.replace``, fsync of the directory). The manifest switch is the commit point: a crash before it
 leaves the old manifest naming the old, intact generation; a crash after it leaves the new one. Older generations
-and leftovers of interrupted saves are deleted after the commit and again before the next save.
+are deleted only after the new manifest is durable; leftovers of interrupted saves are deleted after the commit and
+again before the next save. Writer conflicts, overwriting and recovery: :mod:`.commit`.
 
 Checksums are zlib CRC-32 (detects truncation, torn writes and flipped bits; not a defence against tampering):
 see ``benchmarks/bench_index_io.py`` for the measured throughput. ``manifest.json`` carries a CRC of its own
@@ -45,6 +47,7 @@ __all__ = [
     "checksum_file",
     "clean_leftovers",
     "link_or_copy",
+    "manifest_from_text",
     "read_manifest",
     "read_part_header",
     "sync_and_checksum",
@@ -121,6 +124,12 @@ def read_manifest(index_dir: str | os.PathLike[str]) -> Manifest:
         raise IndexFormatError(f"{d} is not a hybridsearch index: {MANIFEST} is missing{hint}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise IndexCorruptedError(f"{path} cannot be read: {exc}") from None
+    return manifest_from_text(text, path)
+
+
+def manifest_from_text(text: str, path: Path) -> Manifest:
+    """Parse and check a manifest's JSON (``path`` names it in errors); the errors of :func:`read_manifest`."""
+    d = path.parent
     try:
         body = json.loads(text)
     except ValueError as exc:
@@ -183,7 +192,11 @@ def verify_files(gen_dir: Path, files: dict[str, dict[str, Any]], *, checksums: 
             raise IndexCorruptedError(
                 f"{path} has {size:,} bytes but the manifest records {rec.get('size'):,}; the file is truncated or was replaced"
             )
-        if checksums and checksum_file(path)[CHECKSUM] != rec.get(CHECKSUM):
+        try:
+            crc = checksum_file(path)[CHECKSUM] if checksums else None
+        except OSError as exc:  # e.g. deleted since the stat above by a save that replaced this generation
+            raise IndexCorruptedError(f"{path} cannot be read: {exc}") from None
+        if checksums and crc != rec.get(CHECKSUM):
             raise IndexCorruptedError(f"{path} fails its CRC-32 check; the file is corrupted")
 
 
@@ -244,16 +257,17 @@ def read_part_header(path: Path, *, fmt: str, version: int, what: str) -> dict[s
     return header
 
 
-def clean_leftovers(index_dir: Path, keep: str | None) -> list[str]:
+def clean_leftovers(index_dir: Path, keep: str | None, *, generations: bool = True) -> list[str]:
     """Delete generation directories other than ``keep`` and temporary directories of interrupted saves.
 
-    Only names this module creates are touched (``gen-NNNNNN``, ``.tmp-gen-*``, ``.manifest.json.*.tmp``).
+    Only names this module creates are touched (``gen-NNNNNN``, ``.tmp-gen-*``, ``.manifest.json.*.tmp``);
+    ``generations=False`` leaves every generation directory alone.
     """
     removed = []
     if not index_dir.is_dir():
         return removed
     for p in index_dir.iterdir():
-        stale = (_GEN.match(p.name) and p.name != keep) or _TMP.match(p.name) or (
+        stale = (generations and _GEN.match(p.name) and p.name != keep) or _TMP.match(p.name) or (
             p.name.startswith(f".{MANIFEST}.") and p.name.endswith(".tmp"))
         if stale:
             if p.is_dir() and not p.is_symlink():

@@ -27,6 +27,7 @@ that are not stored score ``-inf``.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -391,6 +392,13 @@ class MultiVectorStore:
                 out_scales[at] = scales[idx[at] - base]
         return out, out_scales, lens
 
+    def snapshot(self) -> MultiVectorStore:
+        """A read-only view of the documents held now, sharing the immutable code blocks (nothing is copied) and
+        unaffected by later :meth:`add` and :meth:`compact` calls. The view must not be changed."""
+        view = copy.copy(self)
+        view._segments = list(self._segments)
+        return view
+
     # ------------------------------------------------------------------ reads
     def get(self, row: int) -> np.ndarray:
         """The stored vectors of ``row``, decoded to float32 ``(n_tokens, dim)`` (after pooling and compression)."""
@@ -415,8 +423,9 @@ class MultiVectorStore:
     def maxsim(self, queries: MultiVectors, rows: np.ndarray) -> np.ndarray:
         """MaxSim scores of candidate rows: float32 ``(n_queries, m)`` for ``rows`` ``(n_queries, m)``.
 
-        ``rows[i]`` are query ``i``'s candidates; ``-1`` pads. Padding and rows not stored score ``-inf``; a stored
-        document with no token vectors scores ``0.0``.
+        ``rows[i]`` are query ``i``'s candidates; ``-1`` pads and scores ``-inf``; a row id the store does not hold
+        raises :class:`UnknownIdError` (as in the dense and sparse parts); a stored document with no token vectors
+        scores ``0.0``.
         """
         q_mv = self._check_multivectors(queries, "query multivectors")
         r = np.asarray(rows)
@@ -432,6 +441,9 @@ class MultiVectorStore:
             raise InputError(f"query {int(empty[0])} has no token vectors; MaxSim needs at least one")
         out = np.full(r.shape, -np.inf, np.float32)
         pos = self._positions(r)
+        unknown = (r >= 0) & (pos < 0)
+        if unknown.any():
+            raise UnknownIdError(f"row {int(r[unknown][0])} is not in this multi-vector store")
         for i in range(r.shape[0]):
             sel = np.flatnonzero(pos[i] >= 0)
             if sel.size:
@@ -461,26 +473,21 @@ class MultiVectorStore:
 
     # ------------------------------------------------------------------ maintenance
     def compact(self, alive: np.ndarray | None = None) -> None:
-        """Rewrite the store as one contiguous in-memory block, keeping only ``alive`` rows when given.
+        """Rewrite the store as one contiguous in-memory block, keeping only the rows where ``alive[row]`` is True.
 
-        ``alive`` is either a boolean mask over the stored rows (``len(store)`` long) or an array of row ids to
-        keep (ids that are not stored are ignored, so a caller can pass its whole live set). Row ids do not change.
-        A memory-mapped store is read into RAM: save and load it again to map it.
+        ``alive`` is a bool array indexed by row id; rows at or beyond its end count as dead (the same contract
+        as :meth:`DenseIndex.compact` and :meth:`SparseIndex.compact`). ``None`` keeps every row. Row ids do not
+        change. A memory-mapped store is read into RAM: save and load it again to map it.
         """
         if alive is None:
             keep = np.arange(len(self))
         else:
             a = np.asarray(alive)
-            if a.dtype == bool:
-                if a.shape != (len(self),):
-                    raise InputError(
-                        f"a boolean alive mask must have one entry per stored row ({len(self)}), got {a.shape}"
-                    )
-                keep = np.flatnonzero(a)
-            elif a.ndim == 1 and (a.size == 0 or np.issubdtype(a.dtype, np.integer)):
-                keep = np.flatnonzero(np.isin(self._rows, a.astype(np.int64)))
-            else:
-                raise InputError(f"alive must be a boolean mask or a 1-D array of row ids, got {a.dtype} {a.shape}")
+            if a.dtype != np.bool_ or a.ndim != 1:
+                raise InputError(f"alive must be a 1-D bool array indexed by row id, got {a.dtype} {a.shape}")
+            inside = self._rows < a.size
+            keep = np.flatnonzero(inside)
+            keep = keep[a[self._rows[keep]]]
         codes, scales, lens = self._gather(keep)
         codes = np.array(codes, copy=True)  # own the data, detached from any memory map
         self._rows = self._rows[keep].copy()

@@ -50,6 +50,7 @@ Files
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import threading
@@ -67,7 +68,9 @@ from ..errors import (
     DimensionMismatchError,
     IndexCorruptedError,
     InputError,
+    UnknownIdError,
 )
+from ..types import check_unique_tokens
 from .manifest import read_part_header
 
 try:  # the optional ``fast`` extra
@@ -382,6 +385,8 @@ def _as_csr(x: Any, vocab_size: int, what: str) -> sp.csr_matrix:
         row = int(np.searchsorted(m.indptr, int(np.flatnonzero(data < 0)[0]), side="right") - 1)
         raise InputError(f"{what} weights must be non-negative; row {row} has a negative weight")
     canonical = m.has_canonical_format
+    if not canonical:
+        check_unique_tokens(m, what)  # one rule on every path: a token id twice in a row is an InputError
     if not canonical or data.dtype != np.float32 or (data.size and not data.all()):
         m = sp.csr_matrix(m, dtype=np.float32, copy=True)
         if not canonical:
@@ -524,6 +529,53 @@ class SparseIndex:
     def _use_numba(self) -> bool:
         return self.backend != "numpy" and _kernels is not None
 
+    def snapshot(self) -> SparseIndex:
+        """A read-only view of the documents held now: it shares the immutable segments (nothing is copied) and is
+        unaffected by later :meth:`add` and :meth:`compact` calls. The view must not be changed."""
+        view = copy.copy(self)
+        view._segments = list(self._segments)
+        return view
+
+    def doc_freq(self, terms: np.ndarray, dead: np.ndarray | None = None) -> np.ndarray:
+        """Document frequency of each term id in ``terms``: int64, over every segment, minus the documents whose
+        row ids are in ``dead`` (sorted int64 row ids, e.g. the index's tombstones)."""
+        t = np.asarray(terms, dtype=np.int64)
+        out = np.zeros(t.shape, np.int64)
+        for seg in self._segments:
+            for arr, ptr in ((seg.r_terms, seg.r_ptr), (seg.f_terms, seg.f_ptr)):
+                if not arr.size:
+                    continue
+                i = np.minimum(np.searchsorted(arr, t), arr.size - 1)
+                hit = arr[i] == t
+                out[hit] += (np.asarray(ptr)[i + 1] - np.asarray(ptr)[i])[hit]
+            if dead is not None and dead.size:
+                lo, hi = np.searchsorted(dead, [seg.first_row, seg.last_row + 1])
+                if hi > lo:
+                    seg_dead = dead[lo:hi]
+                    rows = seg.rows()
+                    local = np.searchsorted(rows, seg_dead)
+                    local = local[(local < rows.size) & (rows[np.minimum(local, rows.size - 1)] == seg_dead)]
+                    for j, term in enumerate(t.tolist()):
+                        p = seg.postings(int(term))
+                        if p is not None and local.size:
+                            out[j] -= int(np.isin(p[0], local, assume_unique=True).sum())
+        return out
+
+    def holds(self, rows: np.ndarray) -> np.ndarray:
+        """Bool array shaped like ``rows``: whether each row id is stored (``-1`` padding counts as not stored)."""
+        r = np.asarray(rows, dtype=np.int64)
+        out = np.zeros(r.shape, bool)
+        for seg in self._segments:
+            inside = (r >= seg.first_row) & (r <= seg.last_row)
+            if inside.any():
+                if seg.row_ids.size:
+                    ids = np.asarray(seg.row_ids)
+                    pos = np.minimum(np.searchsorted(ids, r[inside]), ids.size - 1)
+                    out[inside] |= ids[pos] == r[inside]
+                else:
+                    out[inside] = True
+        return out
+
     # ------------------------------------------------------------------ building
     def add(self, matrix: sp.csr_matrix, rows: np.ndarray) -> None:
         """Append documents ``matrix`` (n, vocab_size) under row ids ``rows`` (strictly increasing, new)."""
@@ -589,17 +641,15 @@ class SparseIndex:
     def compact(self, alive: np.ndarray | None = None) -> None:
         """Merge all segments into one, physically dropping rows where ``alive[row]`` is False.
 
-        ``alive`` is a bool array indexed by row id and must cover every stored row.
+        ``alive`` is a bool array indexed by row id; rows at or beyond its end count as dead (the same contract
+        as :meth:`DenseIndex.compact` and :meth:`MultiVectorStore.compact`). ``None`` keeps every row.
         """
         if alive is not None:
             alive = np.asarray(alive)
             if alive.dtype != np.bool_ or alive.ndim != 1:
                 raise InputError("alive must be a 1-D bool array indexed by row id")
             if alive.shape[0] <= self.last_row:
-                raise InputError(
-                    f"alive has {alive.shape[0]} entries but rows up to {self.last_row} are stored; "
-                    "pass a mask covering every row"
-                )
+                alive = np.concatenate([alive, np.zeros(self.last_row + 1 - alive.shape[0], np.bool_)])
         if not self._segments or (len(self._segments) == 1 and alive is None):
             return
         merged = self._merge(self._segments, alive)
@@ -751,7 +801,8 @@ class SparseIndex:
         """Exact dot products ``(n_queries, m)`` of each query with candidate ``rows``.
 
         ``rows`` is ``(m,)`` (the same rows for every query) or ``(n_queries, m)``. A ``-1`` row scores
-        ``-inf``; a row id this index does not hold (never added, or dropped by :meth:`compact`) scores ``0``.
+        ``-inf``; a row id this index does not hold (never added, or dropped by :meth:`compact`) raises
+        :class:`UnknownIdError`, as in the dense and multi-vector parts. A stored row sharing no term scores ``0``.
         """
         q = _as_csr(queries, self.vocab_size, "queries")
         nq = q.shape[0]
@@ -764,6 +815,11 @@ class SparseIndex:
         if r.ndim != 2 or r.shape[0] != nq:
             raise InputError(f"rows must be (m,) or (n_queries={nq}, m), got shape {np.shape(rows)}")
         r = np.ascontiguousarray(r)
+        if (r < -1).any():
+            raise InputError("rows may only hold row ids and -1 for padding")
+        unknown = (r >= 0) & ~self.holds(r)
+        if unknown.any():
+            raise UnknownIdError(f"row {int(r[unknown][0])} is not in the sparse index")
         out = np.zeros(r.shape, np.float32)
         if self._use_numba():
             q_indptr = q.indptr.astype(np.int64, copy=False)

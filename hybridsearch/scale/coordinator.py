@@ -24,7 +24,8 @@ from ..errors import InputError
 from ..fusion import DEFAULT_FUSION, Fusion, parse_fusion
 from ..hits import Hits
 from ..identity import check_views
-from ..index.hybrid import _positive_int, _ranks_of, _take, _top, _union
+from ..index.searcher import _ranks_of, _take, _top, _union
+from ..index.searcher import positive_int as _positive_int
 from ..modes import index_search_args
 from ..types import MODES, Encoded, EncoderInfo
 
