@@ -37,6 +37,19 @@ BGE_M3_VOCAB_SIZE = 250_002
 QUERY_TIME_IDF = frozenset({"bm25", "bm25-word"})
 """Encoders whose sparse documents carry only BM25's term-frequency part: an index built from them weights each
 query term by the idf of its own live documents at search time (see :mod:`hybridsearch.encoders.bm25`)."""
+
+
+def sparse_needs_query_idf(info: EncoderInfo | None) -> bool:
+    """Whether the sparse view of documents encoded by ``info`` carries only BM25's term-frequency part.
+
+    True for the encoders in :data:`QUERY_TIME_IDF`, and for a composite encoder whose sparse view comes from one
+    (``CompositeEncoder(dense=..., sparse=bm25)``: its ``parts``).
+    """
+    if info is None:
+        return False
+    part = info.parts.get("sparse") if info.parts else None
+    return (part.name if part is not None else info.name) in QUERY_TIME_IDF
+
 _BUNDLE_VERSION = 1
 
 

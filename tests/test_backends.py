@@ -183,3 +183,29 @@ def test_retriever_serves_backends_and_shards_like_the_index(tmp_path):
         assert got[0][0].text == want[0][0].text
     with pytest.raises(IndexMismatchError):
         db.search(get_encoder("bm25-word").fit(["other corpus words"]).encode_queries(["words"]), k=3)
+
+
+def test_vector_databases_follow_bm25_document_frequencies_through_writes():
+    """Query-time idf in Qdrant: the adapter's document frequencies follow its adds, upserts and deletes, so scores
+    equal an embedded index holding the same documents; without the statistics a search is refused, not wrong."""
+    from hybridsearch.encoders import get_encoder
+
+    d = scifact()
+    texts, ids = d["texts"][:120], d["ids"][:120]
+    encoder = get_encoder("bm25-word").fit(texts)
+    index = HybridIndex()
+    index.add(ids[:100], encoder.encode_corpus(texts[:100]), texts=texts[:100])
+    db = QdrantDatabase("idf", location=":memory:")
+    db.from_index(index)
+    for target in (index, db):
+        target.add(ids[100:], encoder.encode_corpus(texts[100:]), texts=texts[100:])
+        target.upsert(ids[:5], encoder.encode_corpus(texts[60:65]), texts=texts[60:65])
+        target.delete(ids[10:30])
+    q = encoder.encode_queries(["cancer cells and protein expression", "vaccine dose risk"])
+    want, got = index.search(q, k=10, mode="sparse"), db.search(q, k=10, mode="sparse")
+    assert got.doc_ids.tolist() == want.doc_ids.tolist()
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5)
+    fresh = QdrantDatabase("idf", location=":memory:")
+    fresh.upsert(ids[:3], encoder.encode_corpus(texts[:3]))
+    with pytest.raises(ConfigError, match="set_idf_statistics"):
+        fresh.search(q, k=3, mode="sparse")

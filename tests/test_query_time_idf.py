@@ -78,3 +78,19 @@ def test_other_sparse_encoders_are_searched_as_given():
     assert index.info()["config"]["sparse"]["idf"] is False
     hits = index.search(Encoded(sparse=sp.csr_matrix(np.array([[1.0, 1.0]], np.float32))), k=2, mode="sparse")
     assert hits.doc_ids[0].tolist() == ["y", "x"] and hits.scores[0].tolist() == [2.0, 1.5]
+
+
+def test_a_composite_encoder_with_a_bm25_sparse_view_gets_query_time_idf():
+    """The hybrid's sparse view (CompositeEncoder(sparse=bm25-word)) is weighted exactly as bm25-word alone."""
+    from hybridsearch.encoders import CompositeEncoder
+
+    enc = BM25WordEncoder().fit(TINY)
+    alone, composite = HybridIndex(), HybridIndex()
+    alone.add(["d0", "d1", "d2"], enc.encode_corpus(TINY))
+    both = CompositeEncoder(sparse=enc)
+    composite.add(["d0", "d1", "d2"], both.encode_corpus(TINY))
+    assert composite.info()["config"]["sparse"]["idf"] is True
+    want = alone.search(enc.encode_queries(["a b"]), k=3, mode="sparse")
+    got = composite.search(both.encode_queries(["a b"]), k=3, mode="sparse")
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
+    assert score(composite, both, "a", "d0") == pytest.approx(idf(3, 2) * tfw(1, 4), rel=1e-6)

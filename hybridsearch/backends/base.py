@@ -67,6 +67,10 @@ class VectorDatabase(abc.ABC):
         self._modes: tuple[str, ...] = ()
         self._dims: dict[str, int] = {}
         self.encoder: EncoderInfo | None = None
+        # Query-time BM25 idf (documents from bm25 / bm25-word carry only term frequencies): live document
+        # frequency per term and the live document count, kept current by this adapter's writes.
+        self._df: np.ndarray | None = None
+        self._n_docs = 0
 
     # ------------------------------------------------------------------ engine operations
     @abc.abstractmethod
@@ -151,7 +155,50 @@ class VectorDatabase(abc.ABC):
                metadata: Sequence[Mapping[str, Any] | None] | None = None) -> None:
         """Insert documents, replacing those with the same ids."""
         ids, texts, metas, enc = self._prepare(ids, encoded, texts, metadata)
-        self._write([doc_key(d) for d in ids], ids, texts, metas, enc)
+        keys = [doc_key(d) for d in ids]
+        old = self._records(keys, ["sparse"]) if self._df is not None else {}
+        self._write(keys, ids, texts, metas, enc)
+        self._count_terms(old, enc)
+
+    # ------------------------------------------------------------------ query-time idf
+    def set_idf_statistics(self, index: Any) -> None:
+        """Take BM25's document frequencies and live document count from ``index`` (a HybridIndex holding the
+        same documents), for collections whose sparse documents carry only term frequencies (``bm25``,
+        ``bm25-word``). :meth:`from_index` calls it; this adapter's later writes keep the counts current. A
+        collection reopened in another process needs it again before searching (searching without it raises
+        ConfigError rather than scoring without idf)."""
+        s = index.searcher()
+        vocab = int(self._dims.get("sparse") or index.info()["dims"]["sparse"])
+        self._df = np.asarray(s.doc_freq(np.arange(vocab, dtype=np.int64)), np.int64).copy()
+        self._n_docs = len(s)
+
+    def _count_terms(self, removed: Mapping[int, Mapping[str, Any]], added: Encoded | None) -> None:
+        if self._df is None:
+            return
+        for rec in removed.values():
+            terms = np.fromiter((int(t) for t, w in (rec.get("sparse") or {}).items() if w), np.int64)
+            np.subtract.at(self._df, np.unique(terms), 1)
+            self._n_docs -= 1
+        if added is not None and added.sparse is not None:
+            m = added.sparse.tocsr()
+            m.eliminate_zeros()
+            np.add.at(self._df, m.indices, 1)  # one entry per (document, term): token ids are unique per row
+            self._n_docs += m.shape[0]
+
+    def _query_for_search(self, query: Encoded) -> Encoded:
+        from ..index.searcher import idf_weighted
+        from ..types import sparse_needs_query_idf
+
+        if query.sparse is None or "sparse" not in self.modes or not sparse_needs_query_idf(self.encoder):
+            return query
+        if self._df is None:
+            raise ConfigError(
+                f"the sparse documents in {self.engine} collection {self.collection!r} carry only BM25 term "
+                "frequencies; give this adapter the document frequencies first: db.set_idf_statistics(index) "
+                "(db.from_index(index) does it)"
+            )
+        df = self._df
+        return idf_weighted(query, lambda terms: df[terms], self._n_docs)
 
     def add(self, ids: Sequence[str], encoded: Encoded, *, texts: Sequence[str] | None = None,
             metadata: Sequence[Mapping[str, Any] | None] | None = None) -> None:
@@ -163,6 +210,7 @@ class VectorDatabase(abc.ABC):
             shown = sorted(r["doc_id"] for r in present.values())[:5]
             raise DuplicateIdError(f"{len(present)} id(s) are already stored: {shown}; use upsert() to replace documents")
         self._write(keys, ids, texts, metas, enc)
+        self._count_terms({}, enc)
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents; UnknownIdError (nothing removed) when an id is not stored."""
@@ -173,7 +221,9 @@ class VectorDatabase(abc.ABC):
         if unknown:
             raise UnknownIdError(f"{len(unknown)} id(s) are not stored: {unknown[:5]}; nothing was deleted")
         if keys:
+            old = self._records(keys, ["sparse"]) if self._df is not None else {}
             self._remove(keys)
+            self._count_terms(old, None)
 
     def get(self, doc_id: str) -> StoredDocument:
         """The stored text and metadata of ``doc_id``."""
@@ -208,6 +258,8 @@ class VectorDatabase(abc.ABC):
         for batch in export_index(index, batch_size=batch_size, modes=modes):
             self.upsert(batch.ids, batch.encoded, texts=batch.texts, metadata=batch.metadata)
             n += len(batch)
+        if "sparse" in modes and index.info()["config"]["sparse"].get("idf"):
+            self.set_idf_statistics(index)
         return n
 
     # ------------------------------------------------------------------ search
@@ -254,6 +306,7 @@ class VectorDatabase(abc.ABC):
             parse_filter(filter)
         if not self.modes:
             return Hits.empty(len(query), k)
+        query = self._query_for_search(query)
         if fusion_in == "engine" and pick_mode(self.modes, query, mode) == "hybrid":
             fz = parse_fusion(fusion)
             if mode is not None:

@@ -53,7 +53,7 @@ from ..errors import (
 )
 from ..fusion import DEFAULT_FUSION, Fusion
 from ..hits import Hits
-from ..types import MODES, QUERY_TIME_IDF, Encoded, EncoderInfo
+from ..types import MODES, Encoded, EncoderInfo, sparse_needs_query_idf
 from .commit import commit, manifest_stat, open_generation
 from .commit import recover as _recover
 from .dense import DenseIndex
@@ -90,8 +90,9 @@ class HybridIndex:
     sparse_idf:
         Weight each sparse query term by BM25's idf computed from this index's live documents at search time
         (``N`` = live documents, ``df`` over every segment minus deleted documents), as Qdrant's
-        ``Modifier.IDF``. ``None``: on when the first add's encoder is in :data:`~hybridsearch.types.QUERY_TIME_IDF`
-        (``bm25``, ``bm25-word``), whose documents carry only the term-frequency part.
+        ``Modifier.IDF``. ``None``: on when the first add's sparse view comes from an encoder in
+        :data:`~hybridsearch.types.QUERY_TIME_IDF` (``bm25``, ``bm25-word``, alone or inside a composite encoder),
+        whose documents carry only the term-frequency part.
 
     Dimensions, vocabulary size and the encoder identity (:class:`EncoderInfo`) come from the first ``add``.
 
@@ -471,7 +472,7 @@ class HybridIndex:
         if first:
             if self._config["sparse"].get("idf") is None:
                 self._config["sparse"]["idf"] = bool(
-                    "sparse" in modes and enc.encoder is not None and enc.encoder.name in QUERY_TIME_IDF
+                    "sparse" in modes and sparse_needs_query_idf(enc.encoder)
                 )
             self._modes = tuple(modes)
             self._dense, self._sparse, self._mv = dense, sparse, mv

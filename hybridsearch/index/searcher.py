@@ -22,7 +22,7 @@ Search
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,19 +206,9 @@ class Searcher:
 
     def _with_idf(self, query: Encoded) -> Encoded:
         """The query with each sparse weight multiplied by BM25's idf over this view's live documents."""
-        q = query.sparse
-        if not self._sparse_idf or q is None or not q.nnz:
+        if not self._sparse_idf:
             return query
-        from ..encoders.bm25 import bm25_idf
-
-        terms = np.unique(q.indices)
-        idf = np.zeros(int(terms.max()) + 1, np.float64)
-        idf[terms] = bm25_idf(self.doc_freq(terms), len(self))
-        weighted = sp.csr_matrix(  # own index arrays: dropping zeros below must not touch the caller's query
-            ((q.data * idf[q.indices]).astype(np.float32), q.indices.copy(), q.indptr.copy()), shape=q.shape
-        )
-        weighted.eliminate_zeros()
-        return dataclasses.replace(query, sparse=weighted)
+        return idf_weighted(query, self.doc_freq, len(self))
 
     def __len__(self) -> int:
         """Live documents."""
@@ -450,3 +440,25 @@ class Searcher:
         docs = self._docs
         return Hits(rows, scores, doc_ids, ordered, view_scores, lookup=docs.lookup, stages=[record] if record else ())
 
+
+def idf_weighted(query: Encoded, doc_freq: Callable[[np.ndarray], np.ndarray], n_docs: int) -> Encoded:
+    """``query`` with each sparse weight multiplied by BM25's idf, ``ln(1 + (N - df + 0.5) / (df + 0.5))``.
+
+    ``doc_freq(terms)`` gives the live document frequency (int64) of each term id in ``terms`` (sorted, unique);
+    ``n_docs`` is ``N``. Terms no document holds get weight 0 and are dropped. The caller's arrays are not changed.
+    Used by the index's searcher, the sharded coordinator (global ``df`` summed over shards) and the
+    vector-database adapters.
+    """
+    q = query.sparse
+    if q is None or not q.nnz:
+        return query
+    from ..encoders.bm25 import bm25_idf
+
+    terms = np.unique(q.indices)
+    idf = np.zeros(int(terms.max()) + 1, np.float64)
+    idf[terms] = bm25_idf(np.asarray(doc_freq(terms), np.int64), int(n_docs))
+    weighted = sp.csr_matrix(  # own index arrays: dropping zeros below must not touch the caller's query
+        ((q.data * idf[q.indices]).astype(np.float32), q.indices.copy(), q.indptr.copy()), shape=q.shape
+    )
+    weighted.eliminate_zeros()
+    return dataclasses.replace(query, sparse=weighted)

@@ -32,6 +32,7 @@ from ..hits import Hits
 from ..index.export import _parts, export_index
 from ..index.filters import Condition, Filter, parse_filter
 from ..index.hybrid import HybridIndex
+from ..index.searcher import idf_weighted
 from ..types import Encoded, EncoderInfo
 from .coordinator import coordinate, merge_topk, to_hits
 
@@ -81,7 +82,12 @@ class _Shard:
 
     def describe(self) -> dict[str, Any]:
         return {"documents": len(self.index), "modes": list(self.index.modes), "fields": sorted(self.docs.fields),
+                "sparse_idf": bool(self.index.info()["config"]["sparse"].get("idf")),
                 "encoder": None if self.index.encoder is None else self.index.encoder.to_dict()}
+
+    def doc_freq(self, terms: np.ndarray) -> np.ndarray:
+        """This shard's document frequency of each sparse term (int64)."""
+        return self.index.searcher().doc_freq(terms)
 
     def _to_keys(self, rows: np.ndarray) -> np.ndarray:
         return np.where(rows >= 0, self.keys[np.maximum(rows, 0)], -1)
@@ -153,6 +159,9 @@ class ShardedIndex:
         self._fields_by_shard = [set(i["fields"]) for i in info]
         self._fields = set().union(*self._fields_by_shard)
         self._n = sum(i["documents"] for i in info)
+        # BM25 documents that carry only term frequencies: the coordinator weights queries by the global idf
+        # (document frequencies summed over shards, N the total), exactly what the unsplit index computes.
+        self._sparse_idf = any(i.get("sparse_idf") for i in info)
         self.encoder = None if spec.get("encoder") is None else EncoderInfo.from_dict(spec["encoder"])
 
     # ------------------------------------------------------------------ building
@@ -224,6 +233,8 @@ class ShardedIndex:
             if missing:
                 raise FilterError(f"no document has the field(s) {', '.join(map(repr, missing))}")
             shard_filters = [_specialise(flt, fields) for fields in self._fields_by_shard]
+        if self._sparse_idf and query.sparse is not None:
+            query = idf_weighted(query, lambda terms: np.sum(self._all("doc_freq", terms), axis=0), self._n)
         keys, scores, ranks, views, record = coordinate(_Fanout(self, shard_filters), query, k, mode=mode, filter=filter,
                                                         candidates=candidates, fusion=fusion, rerank=rerank,
                                                         encoder=self.encoder)
