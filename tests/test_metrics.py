@@ -148,7 +148,8 @@ def test_numpy_agrees_with_trec_eval_on_a_real_run(data_root):
     enc = BM25WordEncoder()
     d = enc.fit_encode_corpus([x.contents for x in docs]).sparse
     qids = list(ds.queries)
-    s = (enc.encode_queries([ds.queries[q] for q in qids]).sparse @ d.T).toarray()
+    # documents carry BM25's term-frequency part; apply_idf weights the queries as an index does at search time
+    s = (enc.apply_idf(enc.encode_queries([ds.queries[q] for q in qids])).sparse @ d.T).toarray()
     run = {}
     for i, q in enumerate(qids):
         top = np.argsort(-s[i], kind="stable")[:1000]
