@@ -4,9 +4,13 @@
 
 Offline. SciFact (BEIR test split, 5,183 documents, 300 judged queries). First stage: BM25 over XLM-R tokens
 (``bm25``), top 100. Reranker: :class:`~hybridsearch.rerankers.ScoringAPIReranker` sending
-``{"query", "contexts"}`` requests over HTTP to a Workers AI compatible server on 127.0.0.1
-(``tests/workers_ai_server.py``) whose score is the cosine of all-MiniLM-L6-v2 embeddings of the query and the
-context (the real Workers AI would score with bge-m3, whose weights are not available offline).
+``{"query", "contexts"}`` requests over HTTP to a small scoring server on 127.0.0.1 (:class:`MiniLMScoringServer`,
+below) whose score is the cosine of all-MiniLM-L6-v2 embeddings of the query and the context (the real Workers AI
+would score with bge-m3, whose weights are not available offline). It reads requests and writes answers with the
+wire contract's own code (:mod:`hybridsearch.contract.workers_ai`: the input check, the envelope, the best-first
+fp16 ``{id, score}`` list); it is not ``hybridsearch serve`` because the benchmark needs what that server does not
+offer: the corpus' vectors precomputed (SciFact's 5,183 abstracts take about half an hour on 2 CPUs) and a chosen
+delay per call.
 
 1. **Quality**: nDCG@10 and R@100 of BM25 alone, MiniLM dense alone, the MiniLM + BM25 hybrid (dense+sparse, RRF),
    and BM25 top-100 reranked with the scorer's score replacing the BM25 score or fused with it (RRF of the two
@@ -31,18 +35,29 @@ import random
 import sys
 import threading
 import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the loopback Workers AI compatible server
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _readme import replace_section  # noqa: E402
-from workers_ai_server import WorkersAIServer  # noqa: E402
 
+from hybridsearch.contract.workers_ai import (  # noqa: E402
+    MODEL,
+    Code,
+    ContractError,
+    bad_input,
+    classify_input,
+    failure,
+    input_texts,
+    query_output,
+    success,
+)
 from hybridsearch.datasets import load_dataset  # noqa: E402
 from hybridsearch.encoders.bm25 import BM25Encoder  # noqa: E402
 from hybridsearch.encoders.minilm import MiniLMEncoder  # noqa: E402
@@ -56,26 +71,40 @@ CACHE = ROOT / ".cache" / "bench-rerank"
 METRICS = ("nDCG@10", "R@100")
 
 
-class MiniLMScoringServer(WorkersAIServer):
-    """The loopback Workers AI server with query+contexts scores from MiniLM: cosine of the two embeddings.
+class MiniLMScoringServer:
+    """A Workers AI scoring endpoint on ``127.0.0.1`` (``POST {base_url}/@cf/baai/bge-m3``, form A with ``query``):
+    the cosine of the MiniLM embeddings of the query and each context, answered as the contract's output form 1.
 
-    ``known`` maps texts to precomputed vectors (the corpus); other texts are encoded on arrival (one lock around
-    the model). ``delay``: a function returning seconds to wait before answering each scoring call.
+    ``known`` maps texts to precomputed vectors (the corpus); with ``use_cache`` off, or for other texts, contexts
+    are encoded on arrival (one lock around the model). ``delay``: a function returning seconds to wait before
+    answering each call. Other forms are refused with 400 / 5006.
     """
 
-    def __init__(self, model: MiniLMEncoder, known: dict[str, np.ndarray], **kw: Any) -> None:
-        super().__init__(dim=model.dim, **kw)
+    def __init__(self, model: MiniLMEncoder, known: dict[str, np.ndarray]) -> None:
         self.encoder, self.known = model, known
         self.delay = lambda: 0.0
         self.use_cache = True
         self._model_lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
 
-    def start(self) -> MiniLMScoringServer:
-        super().start()
-        assert self._httpd is not None
+    def __enter__(self) -> MiniLMScoringServer:
+        handler = type("Handler", (_Handler,), {"scorer": self})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
         # A client that abandons a call at its time budget closes the socket; that is expected here, not an error.
         self._httpd.handle_error = lambda request, address: None  # type: ignore[method-assign]
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._httpd is not None
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    @property
+    def base_url(self) -> str:
+        assert self._httpd is not None
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/ai/run"
 
     def _vectors(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.encoder.dim), np.float32)
@@ -88,17 +117,43 @@ class MiniLMScoringServer(WorkersAIServer):
                 out[todo] = self.encoder.encode_corpus([texts[i] for i in todo]).dense
         return out
 
-    def _run_checked(self, req: dict, req_id: str) -> Any:
-        if "query" not in req or "contexts" not in req:
-            return super()._run_checked(req, req_id)
+    def answer(self, body: Any) -> dict[str, Any]:
+        """The ``result`` for one request body; ContractError for anything but query + contexts."""
+        if classify_input(body) != "A" or "query" not in body:
+            raise bad_input("this scorer answers only {'query', 'contexts'} requests")
         time.sleep(self.delay())
-        query, *contexts = self._fit([req["query"], *[c["text"] for c in req["contexts"]]], True, req_id, first_is_query=True)
+        query, contexts = input_texts(body)
         with self._model_lock:
             q = self.encoder.encode_queries([query]).dense[0]
-        scores = self._vectors(contexts) @ q
-        items = [{"id": i, "score": float(s)} for i, s in enumerate(scores)]
-        items.sort(key=lambda it: -it["score"])  # best first, as Cloudflare lists them
-        return {"response": items}
+        return query_output(self._vectors(contexts) @ q)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    scorer: MiniLMScoringServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            if not self.path.endswith("/ai/run/" + MODEL):
+                raise ContractError(Code.NO_ROUTE, "No route for that URI")
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                raise ContractError(Code.INVALID_DATA, "Invalid data: the body is not JSON") from None
+            status, out = 200, success(self.scorer.answer(body))
+        except ContractError as exc:
+            status, out = exc.status, failure(exc.code, exc.message)
+        data = json.dumps(out).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("cf-ai-req-id", str(uuid.uuid4()))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -276,8 +331,9 @@ def render(r: dict[str, Any]) -> str:
         "noisy). Raw numbers: `benchmarks/results/rerank.json`.",
         "",
         f"SciFact test ({lat['queries']} queries). First stage: BM25 over XLM-R tokens, top {lat['candidates']}. "
-        "Reranker: `ScoringAPIReranker` over HTTP to a Workers AI compatible server on 127.0.0.1 whose score is the "
-        "cosine of all-MiniLM-L6-v2 embeddings (a stand-in: Workers AI scores with bge-m3, unavailable offline).",
+        "Reranker: `ScoringAPIReranker` over HTTP to a Workers AI scoring endpoint on 127.0.0.1 whose score is the "
+        "cosine of all-MiniLM-L6-v2 embeddings, rounded to fp16 as Cloudflare's (a stand-in: Workers AI scores with "
+        "bge-m3, unavailable offline).",
         "",
         "| run | nDCG@10 | R@100 |",
         "|---|---:|---:|",

@@ -3,7 +3,8 @@
 :class:`FaultTransport` is an httpx transport that forwards every request to the real server over a real
 connection and records it, except when a fault is queued: then it answers what a real server cannot be made to
 answer on demand (429 with Retry-After, 5xx, a dropped connection, a read timeout, a malformed 200 body) without
-sending the request. :class:`Loopback` pairs a running server with such a transport and makes clients on it.
+sending the request, or (``forward=True``) holds the request ``delay`` seconds and then sends it (a slow server).
+It counts requests in flight (:attr:`FaultTransport.max_in_flight`). :class:`Loopback` pairs a running server with such a transport and makes clients on it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Fault:
     style: str = "envelope"  # or "openai": {"error": {"message", "type", "code"}}
     delay: float = 0.0  # seconds before answering; past the client's read timeout it is a timeout
     drop: bool = False  # the connection closes without an answer
+    forward: bool = False  # after ``delay``, send the request to the real server and return its answer
 
 
 @dataclass
@@ -77,6 +79,11 @@ class Recorded:
         return "other"
 
 
+def _past_read_timeout(request: httpx.Request, fault: Fault) -> bool:
+    read_timeout = (request.extensions.get("timeout") or {}).get("read")
+    return bool(fault.delay) and read_timeout is not None and fault.delay > read_timeout
+
+
 class FaultTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     """Forward to the real server (sync and async), record, and answer queued faults instead when asked."""
 
@@ -86,6 +93,8 @@ class FaultTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self._lock = threading.Lock()
         self._sync = httpx.HTTPTransport()
         self._async = httpx.AsyncHTTPTransport()
+        self.in_flight = 0
+        self.max_in_flight = 0
 
     def inject(self, status: int = 500, **options: Any) -> None:
         with self._lock:
@@ -133,25 +142,44 @@ class FaultTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             content = json.dumps(env).encode()
         return httpx.Response(fault.status, headers=headers, content=content, request=request)
 
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         rec, fault = self._record(request)
-        if fault is not None:
-            if fault.delay:
-                time.sleep(min(fault.delay, (request.extensions.get("timeout") or {}).get("read") or fault.delay))
-            return self._answer(request, rec, fault)
-        response = self._sync.handle_request(request)
-        response.read()
+        self._enter()
+        try:
+            if fault is not None:
+                if fault.delay:
+                    time.sleep(min(fault.delay, (request.extensions.get("timeout") or {}).get("read") or fault.delay))
+                if not fault.forward or _past_read_timeout(request, fault):
+                    return self._answer(request, rec, fault)
+            response = self._sync.handle_request(request)
+            response.read()
+        finally:
+            self._leave()
         self._note(rec, response)
         return response
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         rec, fault = self._record(request)
-        if fault is not None:
-            if fault.delay:
-                await asyncio.sleep(min(fault.delay, (request.extensions.get("timeout") or {}).get("read") or fault.delay))
-            return self._answer(request, rec, fault)
-        response = await self._async.handle_async_request(request)
-        await response.aread()
+        self._enter()
+        try:
+            if fault is not None:
+                if fault.delay:
+                    await asyncio.sleep(min(fault.delay, (request.extensions.get("timeout") or {}).get("read") or fault.delay))
+                if not fault.forward or _past_read_timeout(request, fault):
+                    return self._answer(request, rec, fault)
+            response = await self._async.handle_async_request(request)
+            await response.aread()
+        finally:
+            self._leave()
         self._note(rec, response)
         return response
 

@@ -1,16 +1,17 @@
-"""Rerankers: the scoring API over real HTTP on loopback (ids, splitting, concurrency, time budget, failures),
-bge-m3 compute_score semantics and the cross-encoder on tiny models built at test time."""
+"""Rerankers: the scoring API over real HTTP to the real server (``hybridsearch serve``, tiny bge-m3) on loopback
+(ids, splitting, concurrency, time budget, failures), bge-m3 compute_score semantics and the cross-encoder on tiny
+models built at test time. A fault-injecting httpx transport (tests/loopback.py) delays requests or answers what
+the real server cannot be made to answer on demand (5xx, 429, malformed bodies)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 
 import numpy as np
 import pytest
-from workers_ai_server import WorkersAIServer, score_value
+from loopback import Loopback, start_server
 
 from hybridsearch import Retriever
 from hybridsearch.encoders import get_encoder
@@ -18,8 +19,8 @@ from hybridsearch.errors import ConfigError, ModelLoadError
 from hybridsearch.hits import Hits
 from hybridsearch.index import HybridIndex
 from hybridsearch.rerankers import BGEM3Reranker, CrossEncoderReranker, Reranker, ScoringAPIReranker
+from hybridsearch.server.model import find_tokenizer
 
-DIM = 16
 DOCS = [
     "the cat sits on the red sun", "a dog runs in the rain", "protein gene cell cancer study",
     "vaccine dose reduces virus risk in patient blood", "the bird eats fish from the water",
@@ -29,6 +30,7 @@ DOCS = [
 ]
 IDS = [f"d{i}" for i in range(len(DOCS))]
 QUERIES = ["cancer risk study", "dog in the rain"]
+CLIENT = {"timeout": 10.0, "backoff_initial": 0.01, "backoff_max": 0.05}
 
 
 def make_hits(n_queries: int = 2, k: int = 8, texts: list[str] = DOCS) -> Hits:
@@ -40,98 +42,122 @@ def make_hits(n_queries: int = 2, k: int = 8, texts: list[str] = DOCS) -> Hits:
     return Hits(rows, scores, doc_ids, {"sparse": np.tile(np.arange(1, k + 1), (n_queries, 1))}, texts=tx)
 
 
-def expected_order(query: str, hits: Hits, i: int) -> list[str]:
-    vals = [(-score_value(query, DOCS[int(r)], DIM), j) for j, r in enumerate(hits.rows[i])]
+@pytest.fixture(scope="module")
+def model(tiny_bge_m3_encoder):
+    return tiny_bge_m3_encoder
+
+
+@pytest.fixture(scope="module")
+def running(model):
+    srv = start_server(model)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def server(running):
+    return Loopback(running)
+
+
+def reranker(server: Loopback, max_retries: int = 1, **options) -> ScoringAPIReranker:
+    """A ScoringAPIReranker whose blocking and async clients go through ``server``'s fault transport."""
+    client = server.client(max_retries=max_retries, **CLIENT)
+    aclient = server.async_client(max_retries=max_retries, **CLIENT)
+    return ScoringAPIReranker(base_url=server.base_url, client=client, async_client=aclient, **options)
+
+
+def score_value(query: str, context: str, model) -> float:
+    """The model's score in process: cosine of the dense vectors, rounded to fp16 like Cloudflare's."""
+    q = model.encode_queries([query], outputs="dense").dense[0]
+    return float(np.float16(float(model.encode_corpus([context], outputs="dense").dense[0] @ q)))
+
+
+def served(server: Loopback) -> dict[tuple[str, str], float]:
+    """``(query, context) -> score`` as the server answered it, each score placed by the id it came with."""
+    out = {}
+    for rec in server.calls("query"):
+        if rec.status == 200 and isinstance(rec.response, dict):
+            for it in rec.response["result"]["response"]:
+                out[rec.body["query"], rec.body["contexts"][it["id"]]["text"]] = it["score"]
+    return out
+
+
+def expected_order(query: str, hits: Hits, i: int, scores: dict[tuple[str, str], float]) -> list[str]:
+    vals = [(-scores[query, DOCS[int(r)]], j) for j, r in enumerate(hits.rows[i])]
     return [hits.doc_ids[i, j] for _, j in sorted(vals)]
 
 
-class SlowServer(WorkersAIServer):
-    """The loopback server, answering each scoring call after ``delay`` seconds and counting calls in flight."""
-
-    def __init__(self, delay: float = 0.0, **kw):
-        super().__init__(**kw)
-        self.delay, self.in_flight, self.max_in_flight = delay, 0, 0
-        self._count = threading.Lock()
-
-    def handle(self, path, query, headers, body, req_id):
-        with self._count:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            time.sleep(self.delay)
-            return super().handle(path, query, headers, body, req_id)
-        finally:
-            with self._count:
-                self.in_flight -= 1
-
-
-@pytest.fixture()
-def server():
-    with WorkersAIServer(dim=DIM) as s:
-        yield s
-
-
 # ----------------------------------------------------------------------------------- scoring API
-def test_scores_are_placed_by_returned_id_and_reorder_the_hits(server):
-    assert server.score_order == "score"  # the server lists results best first, not in context order
-    rr = ScoringAPIReranker(base_url=server.base_url)
+def test_scores_are_placed_by_returned_id_and_reorder_the_hits(server, model):
+    rr = reranker(server)
     hits = make_hits()
     out = rr.rerank(QUERIES, hits)
+    # The server lists results best first, not in context order: the reranker must map them by id.
+    listed = [[it["id"] for it in rec.response["result"]["response"]] for rec in server.calls("query")]
+    assert any(ids != sorted(ids) for ids in listed) and all(sorted(ids) == list(range(8)) for ids in listed)
+    got = served(server)
     for i, q in enumerate(QUERIES):
-        assert [h.doc_id for h in out[i]] == expected_order(q, hits, i)
+        assert [h.doc_id for h in out[i]] == expected_order(q, hits, i, got)
         for h in out[i]:
-            assert h.scores["rerank"] == pytest.approx(score_value(q, DOCS[h.row], DIM), abs=1e-6)
+            assert h.scores["rerank"] == pytest.approx(got[q, DOCS[h.row]], abs=1e-6)
+            assert h.scores["rerank"] == pytest.approx(score_value(q, DOCS[h.row], model), abs=1e-3)
             assert h.score == h.scores["rerank"] and h.reranked is True and h.ranks["sparse"] == h.row - i + 1
     assert out.stages[-1]["stage"] == "rerank" and out.stages[-1]["combine"] == "replace"
     assert out.stages[-1]["reranker"]["run_url"].startswith("http://127.0.0.1:")
     assert rr.rerank(QUERIES, hits, k=3).k == 3
 
 
-def test_calls_are_split_within_count_and_token_limits(server):
-    server.max_request_tokens = 30  # words per request on this server
-    words = lambda t: len(t.split())  # noqa: E731 - the server counts whitespace words
-    rr = ScoringAPIReranker(base_url=server.base_url, max_contexts_per_call=3, max_tokens_per_call=30, token_counter=words)
-    hits = make_hits()
-    plan = rr.plan(QUERIES, hits)
-    assert all(len(c.texts) <= 3 for c in plan)
-    assert all(words(QUERIES[c.query]) + sum(words(t) for t in c.texts) <= 30 for c in plan)
-    out = rr.rerank(QUERIES, hits)
-    assert out.reranked.all(), out.notes
-    calls = server.calls("query")
-    assert len(calls) == len(plan) and all(r.status == 200 for r in calls)
-    assert [h.doc_id for h in out[0]] == expected_order(QUERIES[0], hits, 0)
-    # Without the token limit the same server refuses the oversized requests: the stage degrades, never raises.
-    big = ScoringAPIReranker(base_url=server.base_url, max_retries=0).rerank(QUERIES, hits)
-    assert not big.reranked.any() and "BadRequestError" in big.notes[0]
-
-
-def test_concurrency_is_bounded():
-    with SlowServer(delay=0.05, dim=DIM) as s:
-        rr = ScoringAPIReranker(base_url=s.base_url, max_contexts_per_call=1, concurrency=3)
-        out = rr.rerank(QUERIES, make_hits())
-        assert out.reranked.all()
-        assert len(s.calls("query")) == 16 and s.max_in_flight == 3
-
-
-def test_time_budget_returns_first_stage_order_marks_and_logs(caplog):
-    with SlowServer(delay=1.0, dim=DIM) as s:
-        rr = ScoringAPIReranker(base_url=s.base_url, time_budget=0.25)
+def test_calls_are_split_within_count_and_token_limits(model):
+    srv = start_server(model, max_request_tokens=30)  # tokens per request on this server, special tokens included
+    try:
+        server = Loopback(srv)
+        tok = find_tokenizer(model)  # the tokenizer the server counts with
+        tokens = lambda t: len(tok(t, add_special_tokens=True)["input_ids"])  # noqa: E731 - as the server counts
+        rr = reranker(server, max_contexts_per_call=3, max_tokens_per_call=30, token_counter=tokens)
         hits = make_hits()
-        t0 = time.perf_counter()
-        with caplog.at_level(logging.WARNING, logger="hybridsearch.rerankers"):
-            out = rr.rerank(QUERIES, hits)
-        elapsed = time.perf_counter() - t0
-        assert elapsed < 0.9  # did not wait for the scorer
-        np.testing.assert_array_equal(out.rows, hits.rows)
-        np.testing.assert_allclose(out.scores, hits.scores)
-        assert out.reranked.tolist() == [False, False]
-        assert "time budget of 0.25 s exceeded" in out.notes[0] and out[0][0].note == out.notes[0]
-        assert "kept their first-stage order" in caplog.text
-        # The async twin honours the budget the same way.
-        t0 = time.perf_counter()
-        aout = asyncio.run(rr.arerank(QUERIES, hits))
-        assert time.perf_counter() - t0 < 0.9 and not aout.reranked.any()
-        rr.close()
+        plan = rr.plan(QUERIES, hits)
+        assert all(len(c.texts) <= 3 for c in plan)
+        assert all(tokens(QUERIES[c.query]) + sum(tokens(t) for t in c.texts) <= 30 for c in plan)
+        out = rr.rerank(QUERIES, hits)
+        assert out.reranked.all(), out.notes
+        calls = server.calls("query")
+        assert len(calls) == len(plan) and all(r.status == 200 for r in calls)
+        assert [h.doc_id for h in out[0]] == expected_order(QUERIES[0], hits, 0, served(server))
+        # Without the token limit the same server refuses the oversized requests: the stage degrades, never raises.
+        big = reranker(server, max_retries=0).rerank(QUERIES, hits)
+        assert not big.reranked.any() and "BadRequestError" in big.notes[0]
+        assert server.calls("query")[-1].status == 400
+    finally:
+        srv.stop()
+
+
+def test_concurrency_is_bounded(server):
+    server.inject(200, times=100, delay=0.05, forward=True)  # a slow scorer: every call held 50 ms
+    rr = reranker(server, max_contexts_per_call=1, concurrency=3)
+    out = rr.rerank(QUERIES, make_hits())
+    assert out.reranked.all()
+    assert len(server.calls("query")) == 16 and server.transport.max_in_flight == 3
+
+
+def test_time_budget_returns_first_stage_order_marks_and_logs(server, caplog):
+    server.inject(200, times=100, delay=1.0, forward=True)  # a slow scorer: every call held 1 s
+    rr = reranker(server, time_budget=0.25)
+    hits = make_hits()
+    t0 = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="hybridsearch.rerankers"):
+        out = rr.rerank(QUERIES, hits)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 0.9  # did not wait for the scorer
+    np.testing.assert_array_equal(out.rows, hits.rows)
+    np.testing.assert_allclose(out.scores, hits.scores)
+    assert out.reranked.tolist() == [False, False]
+    assert "time budget of 0.25 s exceeded" in out.notes[0] and out[0][0].note == out.notes[0]
+    assert "kept their first-stage order" in caplog.text
+    # The async twin honours the budget the same way.
+    t0 = time.perf_counter()
+    aout = asyncio.run(rr.arerank(QUERIES, hits))
+    assert time.perf_counter() - t0 < 0.9 and not aout.reranked.any()
+    rr.close()
 
 
 @pytest.mark.parametrize(
@@ -146,7 +172,7 @@ def test_time_budget_returns_first_stage_order_marks_and_logs(caplog):
 )
 def test_failures_and_malformed_answers_degrade_per_query(server, fault, reason):
     server.inject(**fault)
-    rr = ScoringAPIReranker(base_url=server.base_url, max_retries=0)
+    rr = reranker(server, max_retries=0)
     hits = make_hits()
     out = rr.rerank(QUERIES, hits)
     np.testing.assert_array_equal(out.rows, hits.rows)
@@ -155,17 +181,17 @@ def test_failures_and_malformed_answers_degrade_per_query(server, fault, reason)
 
 def test_one_query_failing_does_not_spoil_the_others(server):
     server.inject(500, times=1)
-    rr = ScoringAPIReranker(base_url=server.base_url, max_retries=0, concurrency=1)
+    rr = reranker(server, max_retries=0, concurrency=1)
     hits = make_hits()
     out = rr.rerank(QUERIES, hits)
     assert out.reranked.tolist() == [False, True]
-    assert [h.doc_id for h in out[1]] == expected_order(QUERIES[1], hits, 1)
+    assert [h.doc_id for h in out[1]] == expected_order(QUERIES[1], hits, 1, served(server))
     assert [h.doc_id for h in out[0]] == list(hits.doc_ids[0])
 
 
 def test_async_twin_matches_and_fused_combine_is_recorded(server):
     hits = make_hits()
-    rr = ScoringAPIReranker(base_url=server.base_url, combine="rrf")
+    rr = reranker(server, combine="rrf")
     sync = rr.rerank(QUERIES, hits)
     got = asyncio.run(rr.arerank(QUERIES, hits))
     np.testing.assert_array_equal(got.rows, sync.rows)
@@ -180,7 +206,7 @@ def test_async_twin_matches_and_fused_combine_is_recorded(server):
 def test_hits_without_texts_are_kept_and_marked(server):
     hits = make_hits()
     bare = Hits(hits.rows, hits.scores, hits.doc_ids, hits.ranks)
-    out = ScoringAPIReranker(base_url=server.base_url).rerank(QUERIES, bare)
+    out = reranker(server).rerank(QUERIES, bare)
     np.testing.assert_array_equal(out.rows, bare.rows)
     assert not out.reranked.any() and "no document text" in out.notes[0]
     assert server.calls("query") == []
@@ -203,15 +229,16 @@ def test_retriever_with_scoring_api_reranker_end_to_end(server):
     enc = get_encoder("bm25-word").fit(DOCS)
     idx = HybridIndex()
     idx.add(IDS, enc.encode_corpus(DOCS), texts=DOCS)
-    rr = ScoringAPIReranker(base_url=server.base_url)
+    rr = reranker(server)
     r = Retriever(enc, idx, reranker=rr, rerank_depth=5)
     hits = r.retrieve(QUERIES, k=3)
     first = Retriever(enc, idx).retrieve(QUERIES, k=5)
     assert hits.k == 3 and hits.reranked.all()
     assert [s["stage"] for s in hits.stages] == ["retrieval", "rerank"]
+    got = served(server)
     for i, q in enumerate(QUERIES):
         cand = [h.doc_id for h in first[i]]
-        want = sorted(cand, key=lambda d: -score_value(q, DOCS[IDS.index(d)], DIM))[:3]
+        want = sorted(cand, key=lambda d: -got[q, DOCS[IDS.index(d)]])[:3]
         assert [h.doc_id for h in hits[i]] == want
     assert [h.doc_id for h in r.retrieve(QUERIES, k=3, rerank=False)[0]] == [h.doc_id for h in first[0]][:3]
     got = asyncio.run(r.aretrieve(QUERIES, k=3))

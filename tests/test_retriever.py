@@ -174,25 +174,29 @@ def test_identity_table():
     assert EncoderInfo.from_dict(composite.to_dict()).parts == composite.parts
 
 
-def test_workers_ai_dense_queries_search_a_local_bge_m3_index_over_http(tmp_path):
-    from workers_ai_server import WorkersAIServer, embed_text
+def test_workers_ai_dense_queries_search_a_local_bge_m3_index_over_http(tiny_bge_m3_encoder):
+    from loopback import start_server
 
-    with WorkersAIServer(dim=16) as server:
+    server = start_server(tiny_bge_m3_encoder)  # the real server (hybridsearch serve) on 127.0.0.1
+    try:
+        base_url = server.url + "/ai/run"
         docs = ["alpha beta", "gamma delta", "epsilon zeta"]
-        vecs = np.stack([embed_text(t, 16) for t in docs])
+        vecs = tiny_bge_m3_encoder.encode_corpus(docs, outputs="dense").dense
         local = EncoderInfo("bge-m3", "BAAI/bge-m3", "0123456789abcdef")
         idx = HybridIndex()
         idx.add(["a", "b", "c"], Encoded(dense=vecs, encoder=local), texts=docs)
         # The loopback server stands in for Cloudflare: it is given Cloudflare's fingerprint, i.e. declared the same.
-        cf = WorkersAIEncoder(base_url=server.base_url, fingerprint=cloudflare_fingerprint())
+        cf = WorkersAIEncoder(base_url=base_url, fingerprint=cloudflare_fingerprint())
         hits = Retriever(cf, idx).retrieve(["gamma delta"], k=1)
-        assert hits[0][0].doc_id == "b" and hits[0][0].scores["dense"] == pytest.approx(1.0, abs=1e-5)
+        assert hits[0][0].doc_id == "b" and hits[0][0].scores["dense"] == pytest.approx(1.0, abs=1e-4)
         # The same server without that declaration is refused, naming the view and both encoders.
-        plain = WorkersAIEncoder(base_url=server.base_url)
+        plain = WorkersAIEncoder(base_url=base_url)
         with pytest.raises(IndexMismatchError, match="dense view.*'workers-ai'.*'bge-m3'"):
             Retriever(plain, idx).retrieve("gamma delta")
         declare_same_view("dense", "BAAI/bge-m3", plain.info)
         assert Retriever(plain, idx).retrieve("gamma delta", k=1)[0][0].doc_id == "b"
+    finally:
+        server.stop()
 
 
 def test_minilm_queries_on_a_bge_m3_index_are_refused(m3, index):
