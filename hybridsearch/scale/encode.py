@@ -84,10 +84,14 @@ def ray_session(
 
 @contextlib.contextmanager
 def _quiet_ray_data(ray: Any, show_progress: bool) -> Iterator[None]:
-    """Our own progress bar replaces Ray Data's; its INFO lines are kept out of the way."""
+    """Our own progress bar replaces Ray Data's; its INFO lines are kept out of the way. Units are handed out only
+    once the whole actor pool is up (``wait_for_min_actors_s``), so the first actor to load its model does not take
+    every unit of a small run while the others are still starting."""
     ctx = ray.data.DataContext.get_current()
     saved = ctx.enable_progress_bars
+    saved_wait = ctx.wait_for_min_actors_s
     ctx.enable_progress_bars = False
+    ctx.wait_for_min_actors_s = max(saved_wait, 600)
     log = logging.getLogger("ray.data")
     level = log.level
     log.setLevel(logging.WARNING)
@@ -95,6 +99,7 @@ def _quiet_ray_data(ray: Any, show_progress: bool) -> Iterator[None]:
         yield
     finally:
         ctx.enable_progress_bars = saved
+        ctx.wait_for_min_actors_s = saved_wait
         log.setLevel(level)
 
 
