@@ -414,18 +414,7 @@ class Searcher:
         exact = {m: _take(s, order, valid, -np.inf) for m, s in exact.items()}
         if not use_mv:
             return rows, scores, ranks, exact
-        mv = self._exact("multivector", q, rows)
-        _, _, mv_order = _top(rows, mv, rows.shape[1])
-        mv_rank = np.zeros(rows.shape, np.int32)
-        np.put_along_axis(mv_rank, mv_order, np.arange(1, rows.shape[1] + 1, dtype=np.int32)[None, :].repeat(rows.shape[0], 0), axis=1)
-        mv_rank[~valid] = 0
-        exact["multivector"] = mv
-        ranks["multivector"] = mv_rank
-        fused = fz(scores=exact, ranks=ranks)
-        rows2, scores2, order2 = _top(rows, fused, k)
-        valid2 = rows2 >= 0
-        ranks2 = {m: _take(r, order2, valid2, 0) for m, r in ranks.items()}
-        return rows2, scores2, ranks2, {m: _take(s, order2, valid2, -np.inf) for m, s in exact.items()}
+        return fuse_with_maxsim(rows, valid, ranks, exact, self._exact("multivector", q, rows), fz, k)
 
     def _hits(
         self, rows: np.ndarray, scores: np.ndarray, ranks: dict[str, np.ndarray],
@@ -462,3 +451,24 @@ def idf_weighted(query: Encoded, doc_freq: Callable[[np.ndarray], np.ndarray], n
     )
     weighted.eliminate_zeros()
     return dataclasses.replace(query, sparse=weighted)
+
+
+def fuse_with_maxsim(
+    rows: np.ndarray, valid: np.ndarray, ranks: dict[str, np.ndarray], exact: dict[str, np.ndarray],
+    mv: np.ndarray, fz: Fusion, k: int,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The second stage of mode ``all``: MaxSim scores ``mv`` of the fused candidates ``rows`` ``(nq, c)`` join the
+    first-stage views (``ranks``, ``exact``; ``valid`` marks real rows) and everything is fused again with ``fz``;
+    returns the top ``k`` rows, fused scores, and each view's ranks and scores. Shared by the index's searcher and
+    the sharded / database coordinator, so both rank identically."""
+    _, _, mv_order = _top(rows, mv, rows.shape[1])
+    mv_rank = np.zeros(rows.shape, np.int32)
+    np.put_along_axis(mv_rank, mv_order, np.arange(1, rows.shape[1] + 1, dtype=np.int32)[None, :].repeat(rows.shape[0], 0), axis=1)
+    mv_rank[~valid] = 0
+    exact = {**exact, "multivector": mv}
+    ranks = {**ranks, "multivector": mv_rank}
+    fused = fz(scores=exact, ranks=ranks)
+    rows2, scores2, order2 = _top(rows, fused, k)
+    valid2 = rows2 >= 0
+    ranks2 = {m: _take(r, order2, valid2, 0) for m, r in ranks.items()}
+    return rows2, scores2, ranks2, {m: _take(s, order2, valid2, -np.inf) for m, s in exact.items()}

@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..fusion import DEFAULT_FUSION, Fusion, parse_fusion
 from ..hits import Hits
 from ..identity import check_views
-from ..index.searcher import _ranks_of, _take, _top, _union
+from ..index.searcher import _ranks_of, _take, _top, _union, fuse_with_maxsim
 from ..index.searcher import positive_int as _positive_int
 from ..modes import index_search_args
 from ..types import MODES, Encoded, EncoderInfo
@@ -130,18 +130,7 @@ def coordinate(
     exact = {m: _take(s, order, valid, -np.inf) for m, s in exact.items()}
     if not use_mv:
         return rows, scores, ranks, exact, record
-    mv = source.score("multivector", query, rows)
-    _, _, mv_order = _top(rows, mv, rows.shape[1])
-    mv_rank = np.zeros(rows.shape, np.int32)
-    np.put_along_axis(mv_rank, mv_order, np.arange(1, rows.shape[1] + 1, dtype=np.int32)[None, :].repeat(rows.shape[0], 0), axis=1)
-    mv_rank[~valid] = 0
-    exact["multivector"] = mv
-    ranks["multivector"] = mv_rank
-    fused = fz(scores=exact, ranks=ranks)
-    rows2, scores2, order2 = _top(rows, fused, k)
-    valid2 = rows2 >= 0
-    ranks2 = {m: _take(r, order2, valid2, 0) for m, r in ranks.items()}
-    return rows2, scores2, ranks2, {m: _take(s, order2, valid2, -np.inf) for m, s in exact.items()}, record
+    return (*fuse_with_maxsim(rows, valid, ranks, exact, source.score("multivector", query, rows), fz, k), record)
 
 
 def to_hits(keys: np.ndarray, scores: np.ndarray, ranks: dict[str, np.ndarray], views: dict[str, np.ndarray],
