@@ -394,6 +394,25 @@ def test_max_evaluations_caps_work_and_keeps_exact_scores():
     assert recall(rows, exact[0]) >= 0.5
 
 
+def test_spent_budget_ends_the_sweep():
+    """Once ``max_evaluations`` is spent on a full top-k, the later partitions of the segment are not swept:
+    nothing more could enter the top-k, and buffering their candidates only cost time."""
+    vocab = 300
+    n = 3 * 65_536 + 100  # four partitions in one segment
+    docs = make_docs(n, vocab, seed=41, dense_terms=8)
+    q = make_queries(20, vocab, seed=42)
+    index = SparseIndex(vocab, dense_min_docs=0)
+    index.add(docs, np.arange(n))
+    assert index.n_segments == 1
+    index.search(q, 10)
+    touched_exact = index._last_stats[:, 0].copy()
+    rows, scores = index.search(q, 10, max_evaluations=1)
+    touched = index._last_stats[:, 0]
+    assert (touched <= touched_exact).all() and (touched < touched_exact).any()
+    assert (rows >= 0).all()  # the top-k was filled before the budget ended the sweep
+    np.testing.assert_array_equal(index.score(q, rows), scores)
+
+
 # ----------------------------------------------------------------------------- adversarial inputs (exact)
 @pytest.mark.slow
 def test_exact_when_ties_overflow_the_candidate_buffer():

@@ -31,8 +31,9 @@ the work arrays stay in the L2 cache:
    first bucket below the threshold. Sorting the whole buffer per round instead (a heap selection of the best
    ``k + 32`` bounds, repeated) cost O(n) per round and made the slowest queries of long-query workloads
    several times slower than the median.
-5. ``max_evaluations`` (``counts[1]``) caps the evaluations of a query in a segment outside the initial
-   top-k fill; exact search passes a budget it never reaches.
+5. ``max_evaluations`` (``counts[1]``) caps the evaluations of a query in a segment; exact search passes a
+   budget it never reaches. Once the budget is spent and the heap is full, nothing more can enter the top-k,
+   so the query leaves the segment at once instead of buffering candidates it may not evaluate.
 """
 
 from __future__ import annotations
@@ -768,6 +769,9 @@ def search_segment(
                     block_shift,
                     counts,
                 )
+            if hn >= k and counts[0] >= counts[1]:
+                nbuf = 0  # the evaluation budget is spent: nothing can enter the top-k any more
+                break
 
         # 5. the buffered candidates, best bound first, against the final threshold
         nbuf, hn = _drain_bucketed(
