@@ -114,6 +114,36 @@ def test_a_scoring_api_that_cannot_score_fails_the_start(enc, index_dir, scorer,
             s.start()
 
 
+def test_the_reranker_token_reaches_a_scoring_api_with_auth(enc, index_dir, tmp_path):
+    path = copy_index(index_dir, tmp_path / "index")
+    guarded = ServerThread(ServerConfig(port=0, api_token="s3cret", shutdown_timeout_s=10.0), encoder=enc).start()
+    try:
+        flags = ["--index", str(path), "--reranker", "scoring-api", "--reranker-url", guarded.url + "/ai/run"]
+        s = ServerThread(config(*flags), encoder=enc, index_encoder=enc)
+        with pytest.raises(RuntimeError, match="did not score a test pair .AuthenticationError"):
+            s.start()
+        s = serve(config(*flags, "--reranker-token", "s3cret"), enc)
+        try:
+            assert search(s.url, k=3, mode="dense")["reranked"] is True
+        finally:
+            s.stop()
+    finally:
+        guarded.stop()
+
+
+def test_scoring_api_reranker_check_raises_what_the_client_raised(scorer):
+    from hybridsearch.errors import APIConnectionError
+    from hybridsearch.rerankers import ScoringAPIReranker
+
+    ok = ScoringAPIReranker(base_url=scorer.url + "/ai/run")
+    ok.check()
+    ok.close()
+    down = ScoringAPIReranker(base_url=f"http://127.0.0.1:{free_port()}/ai/run", max_retries=0)
+    with pytest.raises(APIConnectionError):
+        down.check()
+    down.close()
+
+
 # ------------------------------------------------------------------------------------------ local models
 def _in_process(enc, path: Path, reranker, k: int, depth: int, mode: str):
     retriever = Retriever(enc, HybridIndex.load(path), reranker=reranker, rerank_depth=depth)
@@ -162,6 +192,19 @@ def test_a_cross_encoder_without_its_head_never_turns_ready(enc, index_dir, tmp_
     s = ServerThread(config("--index", str(path), "--reranker", "cross-encoder", "--reranker-model", str(model),
                             "--reranker-option", "device=cpu"), encoder=enc, index_encoder=enc)  # fmt: skip
     with pytest.raises(RuntimeError, match="ModelLoadError: .*random"):
+        s.start()
+
+
+def test_an_index_without_texts_cannot_be_reranked(enc, tiny_bge_m3_dir, tmp_path):
+    from hybridsearch.encoders.stored import save_encoder
+
+    path = tmp_path / "no-texts"
+    index = HybridIndex()
+    index.add(["a", "b"], enc.encode_corpus(["the cat", "the dog"], outputs=("dense", "sparse")))
+    index.save(path)
+    save_encoder(path, "bge-m3", {"model": str(tiny_bge_m3_dir), "device": "cpu"}, enc)
+    s = ServerThread(config("--index", str(path), "--reranker", "bge-m3"), encoder=enc, index_encoder=enc)
+    with pytest.raises(RuntimeError, match="ConfigError: the index's top 2 hits for a test query carry no document text"):
         s.start()
 
 

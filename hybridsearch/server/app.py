@@ -16,9 +16,9 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
