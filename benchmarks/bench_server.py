@@ -21,8 +21,8 @@ Workloads, in one run:
   ``hybridsearch serve --encoder minilm``, is the scoring API (Workers AI ``{query, contexts}`` form, MiniLM
   cosine), and the index server runs with ``--reranker scoring-api --reranker-url http://127.0.0.1:PORT/ai/run
   --rerank-depth 20`` (``--rerank-depth``), so each search sends its top 20 hybrid hits' texts to the scorer.
-  Answers that came back 200 but not reranked (the scorer missed the reranker's 5 s time budget) are counted as
-  ``not_reranked``;
+  Answers that came back 200 but not reranked (a scorer error, or the scorer missed the reranker's 5 s time
+  budget) are counted as ``not_reranked``;
 - in-process baseline: the same queries through the same encoder and index in this process, one at a time
   (encode only the views the mode needs + ``HybridIndex.search``; for the reranked row, a ``Retriever`` with the
   same ``ScoringAPIReranker`` calling the same scoring process), measured right after that mode's server rows,
@@ -331,7 +331,7 @@ def write_readme(results: dict[str, Any]) -> None:
         f"test queries, {cfg['cpus']} CPUs ({cfg['note']}). Rerank rows: `--reranker scoring-api` reranks the top "
         f"{cfg.get('rerank_depth', 20)} hybrid hits with a second `hybridsearch serve --encoder minilm` process as the "
         "Workers AI-compatible scoring API (MiniLM cosine of query and each text); \"not reranked\" counts answers "
-        "that kept the first-stage order because the scorer missed the 5 s time budget.",
+        "that kept the first-stage order (a scorer error, or the scorer missed the 5 s time budget).",
         "",
         "| workload | requests | errors | QPS | p50 ms | p99 ms |",
         "|---|---:|---:|---:|---:|---:|",

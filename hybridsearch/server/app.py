@@ -62,6 +62,7 @@ class ServerState:
     ready: bool = False
     load_error: str | None = None
     load_exception: BaseException | None = None
+    built_reranker: Any = None  # the reranker made from ``config.reranker`` (closed at shutdown)
     on_load_error: Callable[[], None] | None = None  # ``serve`` stops the server: a process that cannot load exits
     tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -227,11 +228,11 @@ def _load(state: ServerState, encoder: Encoder | None, index_encoder: Encoder | 
     if cfg.index is not None:
         reuses_index_model = cfg.reranker == "bge-m3" and cfg.reranker_model is None
         if reranker is None and not reuses_index_model:
-            reranker = build_reranker(cfg)  # before the index's model: a bad reranker setting fails fast
+            reranker = state.built_reranker = build_reranker(cfg)  # before the index's model: bad settings fail fast
         if index_encoder is None:
             index_encoder = load_encoder(cfg.index)
         if reranker is None:
-            reranker = build_reranker(cfg, index_encoder)
+            reranker = state.built_reranker = build_reranker(cfg, index_encoder)
         state.store = IndexStore(cfg.index, index_encoder, commit_every=cfg.commit_every, commit_interval=cfg.commit_interval_s,
                                  reranker=reranker, rerank_depth=cfg.rerank_depth)  # fmt: skip
     if encoder is None and cfg.encoder is not None:
@@ -363,6 +364,9 @@ async def _shutdown(state: ServerState) -> None:
             logger.exception("final commit failed")
     for b in {id(x): x for x in (state.batcher, state.store_batcher) if x is not None}.values():
         await asyncio.to_thread(b.close)
+    close = getattr(state.built_reranker, "close", None)
+    if close is not None:
+        close()
 
 
 def _operations(app: FastAPI, state: ServerState) -> None:
