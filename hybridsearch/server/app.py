@@ -279,7 +279,7 @@ async def _startup(state: ServerState, encoder: Encoder | None, index_encoder: E
             same = state.model is not None and state.store.encoder is state.model.encoder
             state.store_batcher = state.batcher if same else _batcher(state, state.store.encoder)
         await _warm_up(state)
-    except Exception as exc:  # keep serving /health and say why /ready fails
+    except Exception as exc:  # keep serving /health and say why /ready fails (``serve`` stops the process instead)
         logger.exception("server failed to load")
         state.load_error = f"{type(exc).__name__}: {exc}"
         state.load_exception = exc
