@@ -2,7 +2,7 @@
 
 ::
 
-    python benchmarks/bench_server.py [--clients 8] [--seconds 8] [--queries 300]
+    python benchmarks/bench_server.py [--clients 8] [--seconds 8] [--queries 300] [--rerank-depth 20]
 
 The server runs in its own process (``hybridsearch serve --index DIR``, as users start it); the load comes from
 this process: ``--clients`` concurrent ``httpx.AsyncClient`` loops, each sending its next request when the last
@@ -17,8 +17,15 @@ Workloads, in one run:
   ids, SciFact texts) as fast as it can; the ingest rate (documents/s) is reported too;
 - ``/v1/embeddings`` with one query text per request, the server started with micro-batching (default: up to 64
   texts, 5 ms wait) and again with ``--no-micro-batching``;
+- ``/v1/search`` hybrid with the reranker on, with 1 client and with ``--clients`` clients: a second process,
+  ``hybridsearch serve --encoder minilm``, is the scoring API (Workers AI ``{query, contexts}`` form, MiniLM
+  cosine), and the index server runs with ``--reranker scoring-api --reranker-url http://127.0.0.1:PORT/ai/run
+  --rerank-depth 20`` (``--rerank-depth``), so each search sends its top 20 hybrid hits' texts to the scorer.
+  Answers that came back 200 but not reranked (a scorer error, or the scorer missed the reranker's 5 s time
+  budget) are counted as ``not_reranked``;
 - in-process baseline: the same queries through the same encoder and index in this process, one at a time
-  (encode only the views the mode needs + ``HybridIndex.search``), measured right after that mode's server rows,
+  (encode only the views the mode needs + ``HybridIndex.search``; for the reranked row, a ``Retriever`` with the
+  same ``ScoringAPIReranker`` calling the same scoring process), measured right after that mode's server rows,
   so the server's overhead per request is ``p50(server, 1 client) - p50(in process)`` under the same load.
 
 The index is built once (``hybridsearch index --dataset scifact --encoder dense=minilm,sparse=bm25``) under
@@ -81,16 +88,19 @@ def free_port() -> int:
 
 
 class Server:
-    """``hybridsearch serve`` in a subprocess on a copy of the index."""
+    """``hybridsearch serve`` in a subprocess on a copy of the index (``index=None``: no index, e.g. a scorer)."""
 
-    def __init__(self, index: Path, *flags: str) -> None:
+    def __init__(self, index: Path | None, *flags: str) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-server-"))
-        path = self.tmp / "index"
-        shutil.copytree(index, path)
+        where: list[str] = []
+        if index is not None:
+            path = self.tmp / "index"
+            shutil.copytree(index, path)
+            where = ["--index", str(path)]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "HYBRIDSEARCH_COMMIT_INTERVAL_S": "5"}
-        cmd = [sys.executable, "-m", "hybridsearch.cli", "serve", "--index", str(path), "--port", str(self.port), *flags]
+        cmd = [sys.executable, "-m", "hybridsearch.cli", "serve", *where, "--port", str(self.port), *flags]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 300
         while True:
@@ -114,22 +124,28 @@ class Server:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def summarize(latencies: list[float], errors: int, elapsed: float) -> dict[str, Any]:
+def summarize(latencies: list[float], errors: int, elapsed: float, not_reranked: int | None = None) -> dict[str, Any]:
     lat = np.array(latencies) * 1e3
-    return {
+    out = {
         "requests": len(latencies),
         "errors": errors,
         "qps": round(len(latencies) / elapsed, 1),
         "p50_ms": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
         "p99_ms": round(float(np.percentile(lat, 99)), 2) if len(lat) else None,
     }
+    if not_reranked is not None:
+        out["not_reranked"] = not_reranked
+    return out
 
 
 async def load(url: str, path: str, bodies: list[dict], clients: int, seconds: float, max_requests: int,
-               side: Any = None) -> dict[str, Any]:  # fmt: skip
-    """``clients`` closed loops over ``bodies`` for ``seconds`` (or ``max_requests``); ``side`` runs beside them."""
+               side: Any = None, reranked: bool = False) -> dict[str, Any]:  # fmt: skip
+    """``clients`` closed loops over ``bodies`` for ``seconds`` (or ``max_requests``); ``side`` runs beside them.
+
+    ``reranked``: also count 200 answers of ``/v1/search`` that say ``"reranked": false``."""
     latencies: list[float] = []
     errors = 0
+    not_reranked = 0
     counter = 0
     stop_at = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=clients + 2)
@@ -137,7 +153,7 @@ async def load(url: str, path: str, bodies: list[dict], clients: int, seconds: f
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
 
         async def loop() -> None:
-            nonlocal errors, counter
+            nonlocal errors, counter, not_reranked
             while time.monotonic() < stop_at and counter < max_requests:
                 body = bodies[counter % len(bodies)]
                 counter += 1
@@ -149,6 +165,8 @@ async def load(url: str, path: str, bodies: list[dict], clients: int, seconds: f
                     ok = False
                 if ok:
                     latencies.append(time.perf_counter() - t0)
+                    if reranked and r.json()["reranked"] is not True:
+                        not_reranked += 1
                 else:
                     errors += 1
 
@@ -158,7 +176,7 @@ async def load(url: str, path: str, bodies: list[dict], clients: int, seconds: f
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - t0
         side_result = await extra if extra else None
-    out = summarize(latencies, errors, elapsed)
+    out = summarize(latencies, errors, elapsed, not_reranked if reranked else None)
     if side_result is not None:
         out["side"] = side_result
     return out
@@ -181,6 +199,30 @@ def in_process(index_dir: Path, queries: list[str], mode: str, repeat: int) -> d
     return summarize(lat, 0, time.perf_counter() - t_start)
 
 
+def in_process_reranked(index_dir: Path, queries: list[str], scorer_url: str, depth: int) -> dict[str, Any]:
+    """Hybrid search + the same scoring-API rerank as the server's, through a ``Retriever`` in this process."""
+    from hybridsearch.encoders.stored import load_encoder
+    from hybridsearch.index import HybridIndex
+    from hybridsearch.rerankers import ScoringAPIReranker
+    from hybridsearch.retriever import Retriever
+
+    reranker = ScoringAPIReranker(base_url=scorer_url)
+    retriever = Retriever(load_encoder(index_dir), HybridIndex.load(index_dir), reranker=reranker, rerank_depth=depth)
+    try:
+        for q in queries[:5]:
+            retriever.retrieve(q, k=10, mode="hybrid")
+        lat, not_reranked = [], 0
+        t_start = time.perf_counter()
+        for q in queries:
+            t0 = time.perf_counter()
+            hits = retriever.retrieve(q, k=10, mode="hybrid")
+            lat.append(time.perf_counter() - t0)
+            not_reranked += int(not bool(hits.reranked[0]))
+        return summarize(lat, 0, time.perf_counter() - t_start, not_reranked)
+    finally:
+        reranker.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clients", type=int, default=8)
@@ -188,6 +230,7 @@ def main() -> None:
     ap.add_argument("--max-requests", type=int, default=20_000)
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--docs", type=int, default=None, help="index only the first DOCS SciFact documents (default: all)")
+    ap.add_argument("--rerank-depth", type=int, default=20, help="hybrid hits reranked per query in the reranked rows (20)")
     ap.add_argument("--workdir", default=str(ROOT / "indexes" / "built"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "server.json"))
     ap.add_argument("--no-readme", action="store_true")
@@ -244,8 +287,28 @@ def main() -> None:
     finally:
         server.close()
 
+    # The reranker on: a MiniLM scoring API in its own process, called by the index server for every search.
+    scorer = Server(None, "--encoder", "minilm")
+    try:
+        scorer_url = scorer.url + "/ai/run"
+        server = Server(index_dir, "--reranker", "scoring-api", "--reranker-url", scorer_url, "--rerank-depth", str(args.rerank_depth))
+        try:
+            bodies = [{"query": q, "k": 10, "mode": "hybrid"} for q in queries]
+            for c in (1, args.clients):
+                name = f"search hybrid + rerank c={c}"
+                w[name] = asyncio.run(load(server.url, "/v1/search", bodies, c, args.seconds, args.max_requests, reranked=True))
+                print(f"{name}: {w[name]}", flush=True)
+        finally:
+            server.close()
+        ip = results["in_process"]["hybrid + rerank"] = in_process_reranked(index_dir, queries, scorer_url, args.rerank_depth)
+        ip["server_overhead_p50_ms"] = round(w["search hybrid + rerank c=1"]["p50_ms"] - ip["p50_ms"], 2)
+        print(f"in process hybrid + rerank: {ip}", flush=True)
+    finally:
+        scorer.close()
+
     results["config"] = {
         "clients": args.clients, "seconds": args.seconds, "queries": len(queries), "documents": n_docs,
+        "rerank_depth": args.rerank_depth, "reranker": "scoring-api: a second 'hybridsearch serve --encoder minilm' process",
         "encoder": "dense=minilm,sparse=bm25", "cpus": os.cpu_count(), "python": platform.python_version(),
         "machine": platform.machine(), "note": "shared 2-core machine under load from other jobs; ratios in one run",
     }  # fmt: skip
@@ -265,18 +328,23 @@ def write_readme(results: dict[str, Any]) -> None:
         "",
         f"`python benchmarks/bench_server.py`: SciFact ({cfg['documents']:,} documents) indexed with {cfg['encoder']}, "
         f"server in its own process, closed-loop async clients for {cfg['seconds']:g} s per row, {cfg['queries']} "
-        f"test queries, {cfg['cpus']} CPUs ({cfg['note']}).",
+        f"test queries, {cfg['cpus']} CPUs ({cfg['note']}). Rerank rows: `--reranker scoring-api` reranks the top "
+        f"{cfg.get('rerank_depth', 20)} hybrid hits with a second `hybridsearch serve --encoder minilm` process as the "
+        "Workers AI-compatible scoring API (MiniLM cosine of query and each text); \"not reranked\" counts answers "
+        "that kept the first-stage order (a scorer error, or the scorer missed the 5 s time budget).",
         "",
         "| workload | requests | errors | QPS | p50 ms | p99 ms |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, r in results["workloads"].items():
         extra = f" (ingest {r['side']['docs_per_s']} docs/s, {r['side']['errors']} errors)" if "side" in r else ""
+        extra += f" ({r['not_reranked']} not reranked)" if "not_reranked" in r else ""
         lines.append(f"| {name}{extra} | {r['requests']} | {r['errors']} | {r['qps']} | {r['p50_ms']} | {r['p99_ms']} |")
     lines += ["", "| in process (encode + search, one at a time) | QPS | p50 ms | p99 ms | server overhead at p50 (1 client) |",
               "|---|---:|---:|---:|---:|"]  # fmt: skip
     for mode, r in results["in_process"].items():
-        lines.append(f"| {mode} | {r['qps']} | {r['p50_ms']} | {r['p99_ms']} | {r['server_overhead_p50_ms']} ms |")
+        extra = f" ({r['not_reranked']} not reranked)" if "not_reranked" in r else ""
+        lines.append(f"| {mode}{extra} | {r['qps']} | {r['p50_ms']} | {r['p99_ms']} | {r['server_overhead_p50_ms']} ms |")
     lines.append("<!-- server:end -->")
     replace_section(ROOT / "benchmarks" / "README.md", "<!-- server:start -->", "<!-- server:end -->", "\n".join(lines))
 

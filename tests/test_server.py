@@ -77,7 +77,8 @@ def err(r: httpx.Response) -> tuple[int, int, str]:
 # ------------------------------------------------------------------------------------------ operations
 def test_health_ready_metrics_and_docs(http, srv):
     assert http.get("/health").json() == {"status": "ok"}
-    assert http.get("/ready").json() == {"ready": True, "model": "@cf/baai/bge-m3", "index_documents": len(DOCS)}
+    assert http.get("/ready").json() == {"ready": True, "model": "@cf/baai/bge-m3", "index_documents": len(DOCS),
+                                         "reranker": None}
     http.post(RUN, json={"text": "the cat"})
     text = http.get("/metrics").text
     assert 'hybridsearch_requests_total{method="POST",route="/ai/run/{model:path}",status="200"}' in text

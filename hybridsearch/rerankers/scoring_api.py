@@ -186,6 +186,17 @@ class ScoringAPIReranker(Reranker):
             self._client.close()
             self._client = None
 
+    def check(self) -> None:
+        """Score one (query, context) pair now; raise the client's error (after its retries) if the API cannot.
+
+        A start-up check (e.g. before a server turns ready): :meth:`rerank` never raises because of the scorer.
+        """
+        self._sync_client().score("check", ["check"], truncate_inputs=True)
+
+    async def acheck(self) -> None:
+        """The ``async`` twin of :meth:`check`."""
+        await self._aclient().score("check", ["check"], truncate_inputs=True)
+
     # ------------------------------------------------------------------ planning
     def plan(self, queries: list[str], hits: Hits) -> list[_Call]:
         """The API calls a rerank of ``hits`` makes, in order (for inspection and tests)."""

@@ -16,6 +16,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,12 +32,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._version import __version__
 from ..contract.workers_ai import Code, ContractError, bad_input, failure
 from ..encoders.base import Encoder
-from ..errors import HybridSearchError, UnknownIdError
+from ..errors import ConfigError, HybridSearchError, UnknownIdError
 from .batcher import MicroBatcher
 from .config import ServerConfig
 from .jobs import BatchQueue
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .model import EmbeddingModel
+from .reranking import build_reranker, warm_up_reranker
 from .store import IndexStore
 
 __all__ = ["ServerState", "create_app"]
@@ -59,6 +61,9 @@ class ServerState:
     queue: BatchQueue | None = None
     ready: bool = False
     load_error: str | None = None
+    load_exception: BaseException | None = None
+    built_reranker: Any = None  # the reranker made from ``config.reranker`` (closed at shutdown)
+    on_load_error: Callable[[], None] | None = None  # ``serve`` stops the server: a process that cannot load exits
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     def need_model(self) -> tuple[EmbeddingModel, MicroBatcher]:
@@ -221,10 +226,15 @@ def _load(state: ServerState, encoder: Encoder | None, index_encoder: Encoder | 
 
     cfg = state.config
     if cfg.index is not None:
+        reuses_index_model = cfg.reranker == "bge-m3" and cfg.reranker_model is None
+        if reranker is None and not reuses_index_model:
+            reranker = state.built_reranker = build_reranker(cfg)  # before the index's model: bad settings fail fast
         if index_encoder is None:
             index_encoder = load_encoder(cfg.index)
-        state.store = IndexStore(cfg.index, index_encoder, commit_every=cfg.commit_every,
-                                 commit_interval=cfg.commit_interval_s, reranker=reranker)  # fmt: skip
+        if reranker is None:
+            reranker = state.built_reranker = build_reranker(cfg, index_encoder)
+        state.store = IndexStore(cfg.index, index_encoder, commit_every=cfg.commit_every, commit_interval=cfg.commit_interval_s,
+                                 reranker=reranker, rerank_depth=cfg.rerank_depth)  # fmt: skip
     if encoder is None and cfg.encoder is not None:
         options = dict(cfg.encoder_options)
         if cfg.encoder == "bge-m3":  # accept inputs up to the token limit instead of cutting them at 512
@@ -255,6 +265,8 @@ async def _warm_up(state: ServerState) -> None:
         q = await state.store_batcher.encode(["warm up"], is_query=True, outputs=retriever.query_views(mode))
         if len(state.store):
             await asyncio.to_thread(state.store.search, q, k=1, mode=mode)
+        if retriever.reranker is not None:
+            await warm_up_reranker(retriever.reranker, state.store, q, mode)
         state.metrics.index_documents.set(len(state.store))
 
 
@@ -267,9 +279,12 @@ async def _startup(state: ServerState, encoder: Encoder | None, index_encoder: E
             same = state.model is not None and state.store.encoder is state.model.encoder
             state.store_batcher = state.batcher if same else _batcher(state, state.store.encoder)
         await _warm_up(state)
-    except Exception as exc:  # keep serving /health and say why /ready fails
+    except Exception as exc:  # keep serving /health and say why /ready fails (``serve`` stops the process instead)
         logger.exception("server failed to load")
         state.load_error = f"{type(exc).__name__}: {exc}"
+        state.load_exception = exc
+        if state.on_load_error is not None:
+            state.on_load_error()
         return
     state.ready = True
     logger.info("ready: model=%s index=%s", state.model and state.model.encoder, state.store and state.store.path)
@@ -290,7 +305,10 @@ def create_app(
     config: ServerConfig, *, encoder: Encoder | None = None, index_encoder: Encoder | None = None, reranker: Any = None
 ) -> FastAPI:
     """The server app. ``encoder`` / ``index_encoder`` replace the ones the config would load; ``reranker`` (a
-    :class:`~hybridsearch.rerankers.Reranker`) reranks ``/v1/search`` results unless a request turns it off."""
+    :class:`~hybridsearch.rerankers.Reranker`) reranks ``/v1/search`` results unless a request turns it off; it
+    replaces ``config.reranker`` (ConfigError when both are given)."""
+    if reranker is not None and config.reranker is not None:
+        raise ConfigError(f"a reranker object was passed and config.reranker={config.reranker!r} names one; give one of them")
     from .routes_v1 import router as v1_router
     from .routes_workers_ai import router as workers_ai_router
     from .routes_workers_ai import run_one
@@ -346,6 +364,9 @@ async def _shutdown(state: ServerState) -> None:
             logger.exception("final commit failed")
     for b in {id(x): x for x in (state.batcher, state.store_batcher) if x is not None}.values():
         await asyncio.to_thread(b.close)
+    close = getattr(state.built_reranker, "close", None)
+    if close is not None:
+        close()
 
 
 def _operations(app: FastAPI, state: ServerState) -> None:
@@ -358,6 +379,7 @@ def _operations(app: FastAPI, state: ServerState) -> None:
         ready: bool
         model: str | None
         index_documents: int | None
+        reranker: dict[str, Any] | None = None
 
     @app.get("/health", response_model=Health, tags=["operations"], summary="liveness: the process answers")
     async def health() -> Any:
@@ -367,8 +389,10 @@ def _operations(app: FastAPI, state: ServerState) -> None:
              summary="readiness: model and index loaded and warmed")  # fmt: skip
     async def ready() -> Any:
         state.need_ready()
+        reranker = state.store.retriever.reranker if state.store else None
         return {"ready": True, "model": state.model.name if state.model else None,
-                "index_documents": len(state.store) if state.store else None}  # fmt: skip
+                "index_documents": len(state.store) if state.store else None,
+                "reranker": reranker.describe() if reranker is not None else None}  # fmt: skip
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response,
              responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},

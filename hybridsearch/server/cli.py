@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .config import ServerConfig
+from .reranking import RERANKERS
 
 __all__ = ["add_parser"]
 
@@ -29,6 +30,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("--host", help="bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (default 8000)")
     s.add_argument("--api-token", help="require 'Authorization: Bearer TOKEN' (better: HYBRIDSEARCH_API_TOKEN)")
+    r = s.add_argument_group("reranking /v1/search")
+    r.add_argument("--reranker", choices=list(RERANKERS), help="rerank the first stage's top hits: scoring-api (a Workers "
+                   "AI-compatible query+contexts API), bge-m3 (local dense+sparse+ColBERT scores), cross-encoder (local "
+                   "bge-reranker-v2-m3 or similar); requests can turn it off with \"rerank\": false")  # fmt: skip
+    r.add_argument("--reranker-url", help="scoring-api: base URL the model id is appended to, e.g. http://127.0.0.1:8001/ai/run")
+    r.add_argument("--reranker-account", help="scoring-api: Cloudflare account id (Cloudflare Workers AI when no --reranker-url)")
+    r.add_argument("--reranker-token", help="scoring-api: bearer token (better: HYBRIDSEARCH_RERANKER_TOKEN)")
+    r.add_argument("--reranker-model", help="bge-m3 / cross-encoder: model directory (bge-m3 default: the index's own "
+                   "bge-m3 encoder); scoring-api: model id (default @cf/baai/bge-m3)")  # fmt: skip
+    r.add_argument("--reranker-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="more reranker arguments, repeatable: time_budget=2, concurrency=8, combine=rrf, device=cpu, batch_size=16, ...")  # fmt: skip
+    r.add_argument("--rerank-depth", type=int, help="first-stage hits reranked per query (default: the index's recorded value, else 100)")
     for name, kind, what in (
         ("max-body-bytes", int, "request body limit in bytes (10,000,000)"),
         ("max-texts", int, "texts per 'text' array and per /v1/embeddings call (100)"),
@@ -58,34 +71,45 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     for key in ("index", "encoder", "model_name", "score", "host", "port", "api_token", "max_body_bytes", "max_texts",
                 "max_contexts", "max_input_tokens", "max_request_tokens", "max_documents", "max_k", "batch_max_texts",
                 "batch_max_wait_ms", "queue_capacity", "queue_retention_s", "commit_every", "commit_interval_s",
-                "shutdown_timeout_s", "micro_batching"):  # fmt: skip
+                "shutdown_timeout_s", "micro_batching", "reranker", "reranker_url", "reranker_account", "reranker_token",
+                "reranker_model", "rerank_depth"):  # fmt: skip
         overrides[key] = getattr(args, key, None)
     if args.score_weights:
         try:
             overrides["score_weights"] = tuple(float(x) for x in args.score_weights.split(","))
         except ValueError:
             raise ConfigError(f"--score-weights must be three numbers like 0.4,0.2,0.4, got {args.score_weights!r}") from None
-    options: dict[str, Any] = {}
-    for pair in args.option:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"bad --option {pair!r}; write it as key=value")
-        try:
-            options[key.replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.replace("-", "_")] = value
-    if options:
-        overrides["encoder_options"] = options
+    for flag, key in (("option", "encoder_options"), ("reranker_option", "reranker_options")):
+        options = _key_values(getattr(args, flag, None) or [], "--" + flag.replace("_", "-"))
+        if options:
+            overrides[key] = options
     cfg = ServerConfig.from_env(**overrides)
     if cfg.index is None and cfg.encoder is None:
         raise ConfigError("give --index DIR (search, ingest and, for a dense index, embeddings) and/or --encoder")
+    if cfg.rerank_depth is not None and cfg.reranker is None:
+        raise ConfigError("--rerank-depth given without --reranker; choose one of " + ", ".join(RERANKERS))
     return cfg
+
+
+def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as keyword arguments; a VALUE that parses as JSON (2, true, [0.4,0.2,0.4]) is that."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"bad {flag} {pair!r}; write it as key=value")
+        try:
+            options[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip().replace("-", "_")] = value
+    return options
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .runner import serve
 
     cfg = config_from_args(args)
-    print(f"hybridsearch serve: http://{cfg.host}:{cfg.port} (docs at /docs; index={cfg.index}, encoder={cfg.encoder})")
+    rerank = f", reranker={cfg.reranker}" if cfg.reranker else ""
+    print(f"hybridsearch serve: http://{cfg.host}:{cfg.port} (docs at /docs; index={cfg.index}, encoder={cfg.encoder}{rerank})")
     serve(cfg)
     return 0

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..contract.workers_ai import MAX_INPUT_TOKENS, MAX_REQUEST_TOKENS, MAX_TEXTS_PER_CALL
 from ..errors import ConfigError
+from .reranking import check_reranker_settings
 
 __all__ = ["ENV_PREFIX", "ServerConfig"]
 
@@ -25,6 +26,13 @@ class ServerConfig:
         model id the routes answer to. ``score``: how query + contexts are scored, ``"dense"`` (cosine of the
         dense vectors, as Cloudflare) or ``"all"`` (``score_weights`` over dense, sparse and multi-vector scores;
         bge-m3's ``compute_score`` default 0.4 / 0.2 / 0.4).
+    Reranking ``/v1/search`` (see :mod:`.reranking`)
+        ``reranker``: ``"scoring-api"``, ``"bge-m3"`` or ``"cross-encoder"`` (``None``: no reranker).
+        ``reranker_url`` / ``reranker_account`` / ``reranker_token``: where the scoring API is (its base URL, e.g.
+        ``http://127.0.0.1:8001/ai/run``, or a Cloudflare account) and its bearer token. ``reranker_model``: the
+        model directory (or cached hub id) of a local reranker, or the model id on the scoring API (default
+        ``@cf/baai/bge-m3``). ``reranker_options``: more keyword arguments of the reranker class.
+        ``rerank_depth``: first-stage hits reranked per query (default: the index's recorded value, else 100).
     Limits
         ``max_body_bytes`` (413 / 3006 above it), ``max_texts`` per ``text`` array and ``/v1/embeddings`` call,
         ``max_contexts`` per request, ``max_input_tokens`` per input (capped at the encoder's own maximum),
@@ -50,7 +58,14 @@ class ServerConfig:
     score_weights: tuple[float, float, float] = (0.4, 0.2, 0.4)
     host: str = "127.0.0.1"
     port: int = 8000
-    api_token: str | None = None
+    api_token: str | None = field(default=None, repr=False)
+    reranker: str | None = None
+    reranker_url: str | None = None
+    reranker_account: str | None = None
+    reranker_token: str | None = field(default=None, repr=False)
+    reranker_model: str | None = None
+    reranker_options: dict[str, Any] = field(default_factory=dict)
+    rerank_depth: int | None = None
     max_body_bytes: int = 10_000_000
     max_texts: int = MAX_TEXTS_PER_CALL
     max_contexts: int = 1000
@@ -87,6 +102,7 @@ class ServerConfig:
             raise ConfigError(f"port must be in [0, 65535], got {self.port!r}")
         if self.api_token is not None and not self.api_token.strip():
             raise ConfigError("api_token is empty; leave it unset to disable auth")
+        check_reranker_settings(self)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> ServerConfig:
@@ -95,11 +111,15 @@ class ServerConfig:
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw is None or f.name == "encoder_options":
+            if raw is None or f.name in ("encoder_options", "reranker_options"):
                 continue
-            values[f.name] = _parse(f.name, raw, getattr(cls, f.name, None) if f.name != "score_weights" else (0.0,))
+            values[f.name] = _parse(f.name, raw, _ENV_TYPES.get(f.name, getattr(cls, f.name, None)))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+_ENV_TYPES: dict[str, Any] = {"score_weights": (0.0,), "rerank_depth": 0}
+"""A value of the type to parse the variable as, for fields whose default does not say (``None``, a tuple)."""
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:

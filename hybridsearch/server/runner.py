@@ -27,8 +27,22 @@ def _uvicorn_config(app: Any, config: ServerConfig, port: int) -> uvicorn.Config
 
 
 def serve(config: ServerConfig) -> None:
-    """Serve until interrupted (blocking)."""
-    uvicorn.Server(_uvicorn_config(create_app(config), config, config.port)).run()
+    """Serve until interrupted (blocking).
+
+    When the model, index or reranker fails to load, the server stops and this raises that error (the command exits
+    with it, instead of staying up unready).
+    """
+    app = create_app(config)
+    server = uvicorn.Server(_uvicorn_config(app, config, config.port))
+    state = app.state.server
+
+    def stop() -> None:
+        server.should_exit = True
+
+    state.on_load_error = stop
+    server.run()
+    if state.load_exception is not None:
+        raise state.load_exception
 
 
 class ServerThread:

@@ -28,14 +28,19 @@ class IndexStore:
     """A loaded index directory, its query/document encoder, and the commit policy."""
 
     def __init__(
-        self, path: str | Path, encoder: Encoder, *, commit_every: int, commit_interval: float, reranker: Any = None
+        self, path: str | Path, encoder: Encoder, *, commit_every: int, commit_interval: float, reranker: Any = None,
+        rerank_depth: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.index = HybridIndex.load(self.path)
         self.encoder = encoder
         # The retriever holds the defaults recorded with the index (mode, fusion, candidates, rerank depth) and the
         # reranker; the server encodes queries itself (micro-batched) and searches the index's snapshots.
-        self.retriever = Retriever(encoder, self.index, reranker=reranker, **read_retriever_config(self.path))
+        # ``rerank_depth`` replaces the recorded depth.
+        settings = read_retriever_config(self.path)
+        if rerank_depth is not None:
+            settings["rerank_depth"] = rerank_depth
+        self.retriever = Retriever(encoder, self.index, reranker=reranker, **settings)
         self.commit_every = commit_every
         self.commit_interval = commit_interval
         self.uncommitted = 0
