@@ -187,6 +187,27 @@ def test_one_query_failing_does_not_spoil_the_others(server):
     assert [h.doc_id for h in out[0]] == list(hits.doc_ids[0])
 
 
+def test_aclose_closes_the_clients_the_reranker_made(server):
+    rr = ScoringAPIReranker(base_url=server.base_url)  # makes its own clients
+    hits = make_hits()
+
+    async def rerank_then_close():
+        await rr.arerank(QUERIES, hits)
+        made = rr._async_client
+        assert made is not None and not made._http.is_closed
+        await rr.aclose()
+        return made
+
+    made = asyncio.run(rerank_then_close())
+    assert made._http.is_closed and rr._async_client is None
+    # closing twice, or a reranker that never made an async client, is fine
+    asyncio.run(rr.aclose())
+    supplied = reranker(server)  # clients passed in stay open: their owner closes them
+    asyncio.run(supplied.arerank(QUERIES, hits))
+    asyncio.run(supplied.aclose())
+    assert not supplied._async_client._http.is_closed
+
+
 def test_async_twin_matches_and_fused_combine_is_recorded(server):
     hits = make_hits()
     rr = reranker(server, combine="rrf")

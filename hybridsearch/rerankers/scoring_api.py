@@ -152,6 +152,7 @@ class ScoringAPIReranker(Reranker):
         self._client = client if client is not None or async_client is not None else WorkersAIClient(**self._options)
         self._owns_client = client is None
         self._async_client = async_client
+        self._owns_async_client = False  # True once this reranker makes its own (see _aclient)
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self.run_url = (client or async_client or self._client).run_url  # type: ignore[union-attr]
@@ -177,6 +178,7 @@ class ScoringAPIReranker(Reranker):
             return self._async_client
         # An httpx.AsyncClient belongs to one event loop: make one per loop.
         self._async_client = AsyncWorkersAIClient(**self._options)
+        self._owns_async_client = True
         self._async_loop = loop
         return self._async_client
 
@@ -185,6 +187,15 @@ class ScoringAPIReranker(Reranker):
         if self._owns_client and self._client is not None:
             self._client.close()
             self._client = None
+
+    async def aclose(self) -> None:
+        """Close the blocking client and the ``async`` client if this reranker created them; call it from the
+        event loop that ran the ``async`` reranks (an ``httpx.AsyncClient`` belongs to one loop)."""
+        self.close()
+        if self._owns_async_client and self._async_client is not None:
+            await self._async_client.aclose()
+            self._async_client = None
+            self._owns_async_client = False
 
     def check(self) -> None:
         """Score one (query, context) pair now; raise the client's error (after its retries) if the API cannot.

@@ -364,8 +364,11 @@ async def _shutdown(state: ServerState) -> None:
             logger.exception("final commit failed")
     for b in {id(x): x for x in (state.batcher, state.store_batcher) if x is not None}.values():
         await asyncio.to_thread(b.close)
+    aclose = getattr(state.built_reranker, "aclose", None)
     close = getattr(state.built_reranker, "close", None)
-    if close is not None:
+    if aclose is not None:  # also closes the async client the reranker made on this loop
+        await aclose()
+    elif close is not None:
         close()
 
 
