@@ -277,7 +277,8 @@ def _build_segment(
         max_bytes=max_bytes_per_nnz,
     )
     dense_post = np.repeat(is_dense, df)
-    docs = csc.indices.astype(np.int64, copy=False)
+    # local ids stay int32 (a segment holds < 2**31 documents): half the memory traffic of int64 below
+    docs = csc.indices if csc.indices.dtype == np.int32 else csc.indices.astype(np.int64)
     weights = csc.data.astype(np.float32, copy=False)
     del csc
 
@@ -325,10 +326,10 @@ def _build_segment(
     f_scale = np.zeros(nf, np.float32)
     if nf:
         fterm = np.repeat(np.arange(nf, dtype=np.int64), f_df)
-        counts = np.bincount(fterm * n_chunks + (f_docs >> _CHUNK_SHIFT), minlength=nf * n_chunks)
+        counts = np.bincount(fterm * n_chunks + (f_docs >> _CHUNK_SHIFT).astype(np.int64), minlength=nf * n_chunks)
         np.cumsum(counts.reshape(nf, n_chunks), axis=1, out=f_chunk[:, 1:])
         del counts
-        bkey = fterm * n_blocks + (f_docs >> block_shift)
+        bkey = fterm * n_blocks + (f_docs >> block_shift).astype(np.int64)
         del fterm, f_docs
         starts = np.flatnonzero(np.r_[True, bkey[1:] != bkey[:-1]])
         bmax = np.maximum.reduceat(f_w, starts).astype(np.float64)
