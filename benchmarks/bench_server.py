@@ -16,7 +16,7 @@ Workloads, in one run:
 - ``/v1/search`` hybrid with ``--clients`` clients while one more client upserts batches of 16 documents (new
   ids, SciFact texts) as fast as it can; the ingest rate (documents/s) is reported too;
 - ``/v1/embeddings`` with one query text per request, the server started with micro-batching (default: up to 64
-  texts, 5 ms wait) and again with ``--no-micro-batching``;
+  texts; requests that arrive while the encoder is busy go together) and again with ``--no-micro-batching``;
 - ``/v1/search`` hybrid with the reranker on, with 1 client and with ``--clients`` clients: a second process,
   ``hybridsearch serve --encoder minilm``, is the scoring API (Workers AI ``{query, contexts}`` form, MiniLM
   cosine), and the index server runs with ``--reranker scoring-api --reranker-url http://127.0.0.1:PORT/ai/run

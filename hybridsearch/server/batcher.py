@@ -1,8 +1,12 @@
 """Micro-batching: concurrent encode calls are merged into one encoder call.
 
-Each call waits at most ``max_wait`` seconds for company; a batch closes when it holds ``max_texts`` texts. Calls
-are grouped by (query or document, outputs), since those change what the encoder computes. All encoding runs on
-one worker thread, so the encoder (torch) is never entered twice at once and the event loop stays free.
+A call that finds the encoder idle goes at once (or after waiting at most ``max_wait`` seconds for company, when
+``max_wait > 0``); calls that arrive while the encoder is busy are merged and go together as soon as it is free,
+so a lone request pays no batching delay and a burst is encoded in a few large batches (the dynamic batching of
+inference servers such as Triton's and text-embeddings-inference's). A batch closes when it holds ``max_texts``
+texts. Calls are grouped by (query or document, outputs), since those change what the encoder computes. All
+encoding runs on one worker thread, so the encoder (torch) is never entered twice at once and the event loop
+stays free.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class MicroBatcher:
 
     ``on_batch(n_texts, n_calls)`` is called for every encoder call (for metrics). ``enabled=False`` encodes
     each call alone (still on the one worker thread), which is the baseline the benchmark compares against.
+    ``max_wait`` (seconds, default 0) only delays calls that find the encoder idle.
     """
 
     def __init__(
@@ -40,7 +45,7 @@ class MicroBatcher:
         encoder: Encoder,
         *,
         max_texts: int = 64,
-        max_wait: float = 0.005,
+        max_wait: float = 0.0,
         enabled: bool = True,
         on_batch: Callable[[int, int], None] | None = None,
     ) -> None:
@@ -53,6 +58,7 @@ class MicroBatcher:
         self._pending: dict[tuple[bool, tuple[str, ...]], list[_Call]] = {}
         self._timers: dict[tuple[bool, tuple[str, ...]], asyncio.TimerHandle] = {}
         self._closed = False
+        self._inflight = 0  # encoder calls handed to the worker thread and not finished
 
     def _run(self, texts: list[str], is_query: bool, outputs: tuple[str, ...]) -> Encoded:
         fn = self.encoder.encode_queries if is_query else self.encoder.encode_corpus
@@ -66,16 +72,31 @@ class MicroBatcher:
         if not self.enabled or len(texts) >= self.max_texts:
             if self.on_batch:
                 self.on_batch(len(texts), 1)
-            return await loop.run_in_executor(self._executor, self._run, texts, is_query, outputs)
+            self._inflight += 1
+            try:
+                return await loop.run_in_executor(self._executor, self._run, texts, is_query, outputs)
+            finally:
+                self._done()
         key = (is_query, tuple(outputs))
         call = _Call(list(texts), loop.create_future())
         group = self._pending.setdefault(key, [])
         group.append(call)
         if sum(len(c.texts) for c in group) >= self.max_texts:
             self._flush(key)
-        elif key not in self._timers:
-            self._timers[key] = loop.call_later(self.max_wait, self._flush, key)
+        elif self._inflight == 0:  # idle: go now, or after max_wait
+            if self.max_wait <= 0:
+                self._flush(key)
+            elif key not in self._timers:
+                self._timers[key] = loop.call_later(self.max_wait, self._flush, key)
+        # else: busy; _done() sends this group when the running call finishes
         return await call.future
+
+    def _done(self) -> None:
+        """An encoder call finished: when none is left running, send everything that queued meanwhile."""
+        self._inflight -= 1
+        if self._inflight == 0:
+            for key in list(self._pending):
+                self._flush(key)
 
     def _flush(self, key: tuple[bool, tuple[str, ...]]) -> None:
         timer = self._timers.pop(key, None)
@@ -83,6 +104,7 @@ class MicroBatcher:
             timer.cancel()
         calls = self._pending.pop(key, [])
         if calls:
+            self._inflight += 1
             asyncio.ensure_future(self._encode_group(key, calls))
 
     async def _encode_group(self, key: tuple[bool, tuple[str, ...]], calls: list[_Call]) -> None:
@@ -97,6 +119,8 @@ class MicroBatcher:
                 if not c.future.done():
                     c.future.set_exception(exc)
             return
+        finally:
+            self._done()
         start = 0
         for c in calls:
             rows = np.arange(start, start + len(c.texts))

@@ -51,7 +51,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ("max-documents", int, "documents per ingest call (1000)"),
         ("max-k", int, "largest k for /v1/search (1000)"),
         ("batch-max-texts", int, "micro-batch size in texts (64)"),
-        ("batch-max-wait-ms", float, "longest wait for a micro-batch to fill (5 ms)"),
+        ("batch-max-wait-ms", float, "longest wait for company when the encoder is idle (0 ms: requests arriving while it is busy are batched anyway)"),
         ("queue-capacity", int, "unfinished async batches before 429 / 3040 (64)"),
         ("queue-retention-s", float, "seconds finished batch results are kept (3600)"),
         ("commit-every", int, "commit after this many changed documents (1000)"),

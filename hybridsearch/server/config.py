@@ -38,8 +38,10 @@ class ServerConfig:
         ``max_contexts`` per request, ``max_input_tokens`` per input (capped at the encoder's own maximum),
         ``max_request_tokens`` per request, ``max_documents`` per ingest call, ``max_k`` per search.
     Micro-batching
-        Concurrent encode calls are merged up to ``batch_max_texts`` texts, waiting at most ``batch_max_wait_ms``
-        for company; ``micro_batching=False`` encodes each call alone.
+        Encode calls that arrive while the encoder is busy are merged, up to ``batch_max_texts`` texts, and go as
+        soon as it is free; a call that finds it idle goes at once, or waits at most ``batch_max_wait_ms`` for
+        company when that is above 0 (see :mod:`hybridsearch.server.batcher`). ``micro_batching=False`` encodes
+        each call alone.
     Queue
         ``queue_capacity`` unfinished batches (then 429 / 3040), finished results kept ``queue_retention_s``.
     Ingest
@@ -75,7 +77,7 @@ class ServerConfig:
     max_k: int = 1000
     micro_batching: bool = True
     batch_max_texts: int = 64
-    batch_max_wait_ms: float = 5.0
+    batch_max_wait_ms: float = 0.0
     queue_capacity: int = 64
     queue_retention_s: float = 3600.0
     commit_every: int = 1000
