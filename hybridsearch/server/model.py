@@ -2,11 +2,15 @@
 
 :class:`EmbeddingModel` wraps an :class:`~hybridsearch.encoders.Encoder` that yields dense vectors, plus the
 Hugging Face tokenizer of that encoder, which the token limits are counted with (special tokens included, as
-the encoders count their ``max_length``).
+the encoders count their ``max_length``). The routes count on the event loop while the encoder tokenizes on its
+worker thread, so the model keeps its own copy of the tokenizer: a fast tokenizer's padding and truncation
+settings are state that each call sets, and two threads sharing one see each other's (batches then fail with
+"expected sequence of length ..." errors).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,7 +71,7 @@ class EmbeddingModel:
             raise ConfigError(f"the embedding routes need an encoder with dense output; {encoder!r} has {list(encoder.supported_outputs)}")
         self.encoder = encoder
         self.name = name
-        self.tokenizer = find_tokenizer(encoder)
+        self.tokenizer = copy.deepcopy(find_tokenizer(encoder))  # not the encoder's: see the module docstring
         own = _encoder_max_tokens(encoder)
         self.max_input_tokens = min(max_input_tokens, own) if own else max_input_tokens
         self.max_request_tokens = max_request_tokens
