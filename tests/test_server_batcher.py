@@ -99,3 +99,57 @@ def test_an_encoder_failure_reaches_every_call_of_its_batch_and_the_next_batch_s
         batcher.close()
     assert all(isinstance(e, Exception) for e in errors)
     assert good.dense.shape[0] == 1
+
+
+def test_queries_go_between_chunks_of_a_long_ingest(tiny_bge_m3_encoder):
+    """A query that arrives while documents are encoded waits for one chunk, not for the whole ingest call."""
+    gated = Gated(tiny_bge_m3_encoder)
+    order: list[tuple[int, int]] = []
+    batcher = MicroBatcher(gated, max_texts=64, doc_chunk=4, on_batch=lambda n, c: order.append((n, c)))
+    docs = [f"document number {i} about cats" for i in range(12)]
+
+    async def scenario():
+        ingest = asyncio.ensure_future(batcher.encode(docs, is_query=False, outputs=("dense",)))
+        await _entered(gated)  # the first chunk of 4 documents is in the encoder
+        query = asyncio.ensure_future(batcher.encode(["a query"], is_query=True, outputs=("dense",)))
+        await asyncio.sleep(0.05)
+        gated.gate.set()
+        q = await query
+        assert not ingest.done()  # the query was answered before the last chunks of the ingest
+        return await ingest, q
+
+    try:
+        enc_docs, enc_query = asyncio.run(scenario())
+    finally:
+        gated.gate.set()
+        batcher.close()
+    assert order == [(4, 1), (1, 1), (4, 1), (4, 1)]
+    np.testing.assert_allclose(
+        enc_docs.dense, tiny_bge_m3_encoder.encode_corpus(docs, outputs=("dense",)).dense, rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        enc_query.dense, tiny_bge_m3_encoder.encode_queries(["a query"], outputs=("dense",)).dense, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_waiting_queries_go_before_waiting_documents(tiny_bge_m3_encoder):
+    gated = Gated(tiny_bge_m3_encoder)
+    order: list[tuple[int, int]] = []
+    batcher = MicroBatcher(gated, max_texts=64, doc_chunk=8, on_batch=lambda n, c: order.append((n, c)))
+
+    async def scenario():
+        first = asyncio.ensure_future(batcher.encode(["busy"], is_query=True, outputs=("dense",)))
+        await _entered(gated)
+        docs = asyncio.ensure_future(batcher.encode(["d1", "d2"], is_query=False, outputs=("dense",)))
+        await asyncio.sleep(0.01)
+        queries = [asyncio.ensure_future(batcher.encode([f"q{i}"], is_query=True, outputs=("dense",))) for i in range(3)]
+        await asyncio.sleep(0.05)
+        gated.gate.set()
+        await asyncio.gather(first, docs, *queries)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        gated.gate.set()
+        batcher.close()
+    assert order == [(1, 1), (3, 3), (2, 1)]  # the documents arrived first but waited for the queries

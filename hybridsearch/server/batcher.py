@@ -7,6 +7,10 @@ inference servers such as Triton's and text-embeddings-inference's). A batch clo
 texts. Calls are grouped by (query or document, outputs), since those change what the encoder computes. All
 encoding runs on one worker thread, so the encoder (torch) is never entered twice at once and the event loop
 stays free.
+
+Queries come first: when the encoder frees up, waiting queries go before waiting documents, and documents are
+encoded ``doc_chunk`` texts per encoder call with the queries that arrived meanwhile encoded between chunks, so a
+search waits for at most one chunk of an ingest, not for the whole ingest request.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ class MicroBatcher:
 
     ``on_batch(n_texts, n_calls)`` is called for every encoder call (for metrics). ``enabled=False`` encodes
     each call alone (still on the one worker thread), which is the baseline the benchmark compares against.
-    ``max_wait`` (seconds, default 0) only delays calls that find the encoder idle.
+    ``max_wait`` (seconds, default 0) only delays calls that find the encoder idle. ``doc_chunk`` (default 8):
+    texts per encoder call for documents, between which waiting queries are encoded.
     """
 
     def __init__(
@@ -47,9 +52,13 @@ class MicroBatcher:
         max_texts: int = 64,
         max_wait: float = 0.0,
         enabled: bool = True,
+        doc_chunk: int = 8,
         on_batch: Callable[[int, int], None] | None = None,
     ) -> None:
+        if doc_chunk < 1:
+            raise ValueError(f"doc_chunk must be >= 1, got {doc_chunk!r}")
         self.encoder = encoder
+        self.doc_chunk = doc_chunk
         self.max_texts = max_texts
         self.max_wait = max_wait
         self.enabled = enabled
@@ -69,7 +78,7 @@ class MicroBatcher:
         if self._closed:
             raise RuntimeError("the encoder is shut down")
         loop = asyncio.get_running_loop()
-        if not self.enabled or len(texts) >= self.max_texts:
+        if not self.enabled:
             if self.on_batch:
                 self.on_batch(len(texts), 1)
             self._inflight += 1
@@ -95,7 +104,7 @@ class MicroBatcher:
         """An encoder call finished: when none is left running, send everything that queued meanwhile."""
         self._inflight -= 1
         if self._inflight == 0:
-            for key in list(self._pending):
+            for key in sorted(self._pending, key=lambda k: not k[0]):  # queries first
                 self._flush(key)
 
     def _flush(self, key: tuple[bool, tuple[str, ...]]) -> None:
@@ -108,25 +117,57 @@ class MicroBatcher:
             asyncio.ensure_future(self._encode_group(key, calls))
 
     async def _encode_group(self, key: tuple[bool, tuple[str, ...]], calls: list[_Call]) -> None:
+        try:
+            await self._resolve(key, calls)
+        finally:
+            self._done()
+
+    async def _resolve(self, key: tuple[bool, tuple[str, ...]], calls: list[_Call]) -> None:
+        """Encode ``calls`` (documents chunk by chunk, waiting queries between chunks) and answer their futures."""
         texts = [t for c in calls for t in c.texts]
-        if self.on_batch:
-            self.on_batch(len(texts), len(calls))
+        is_query, outputs = key
         loop = asyncio.get_running_loop()
         try:
-            enc = await loop.run_in_executor(self._executor, self._run, texts, key[0], key[1])
+            if is_query or len(texts) <= self.doc_chunk:
+                if self.on_batch:
+                    self.on_batch(len(texts), len(calls))
+                enc = await loop.run_in_executor(self._executor, self._run, texts, is_query, outputs)
+            else:
+                parts = []
+                ends = np.cumsum([len(c.texts) for c in calls])
+                for start in range(0, len(texts), self.doc_chunk):
+                    if start:
+                        await self._queries_first()
+                    chunk = texts[start : start + self.doc_chunk]
+                    if self.on_batch:  # the calls with texts in this chunk
+                        first = int(np.searchsorted(ends, start, side="right"))
+                        last = int(np.searchsorted(ends, start + len(chunk) - 1, side="right"))
+                        self.on_batch(len(chunk), last - first + 1)
+                    parts.append(await loop.run_in_executor(self._executor, self._run, chunk, is_query, outputs))
+                enc = Encoded.concat(parts)
         except BaseException as exc:  # the same failure for every call of the batch
             for c in calls:
                 if not c.future.done():
                     c.future.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             return
-        finally:
-            self._done()
         start = 0
         for c in calls:
             rows = np.arange(start, start + len(c.texts))
             start += len(c.texts)
             if not c.future.done():
                 c.future.set_result(enc.take(rows))
+
+    async def _queries_first(self) -> None:
+        """Encode the queries waiting now (between two chunks of documents)."""
+        for key in [k for k in self._pending if k[0]]:
+            timer = self._timers.pop(key, None)
+            if timer is not None:
+                timer.cancel()
+            calls = self._pending.pop(key, [])
+            if calls:
+                await self._resolve(key, calls)
 
     def close(self) -> None:
         """Stop taking calls and let the worker thread finish what it runs."""
