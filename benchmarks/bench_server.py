@@ -235,6 +235,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "server.json"))
     ap.add_argument("--no-readme", action="store_true")
     args = ap.parse_args()
+    load_start = os.getloadavg()[0]
 
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     index_dir = build_index(Path(args.workdir), args.docs)
@@ -310,7 +311,9 @@ def main() -> None:
         "clients": args.clients, "seconds": args.seconds, "queries": len(queries), "documents": n_docs,
         "rerank_depth": args.rerank_depth, "reranker": "scoring-api: a second 'hybridsearch serve --encoder minilm' process",
         "encoder": "dense=minilm,sparse=bm25", "cpus": os.cpu_count(), "python": platform.python_version(),
-        "machine": platform.machine(), "note": "shared 2-core machine under load from other jobs; ratios in one run",
+        "machine": platform.machine(),
+        "note": f"server, scorer and load generator share the machine; load average {load_start:.1f} at the start, "
+                f"{os.getloadavg()[0]:.1f} at the end; ratios in one run",
     }  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -225,9 +225,9 @@ class Seismic:
         """Build the index, or load it from ``cache`` (``<cache>.index.seismic`` + ``<cache>.json``, written after
         a build), so that a 1M-document SEISMIC build (tens of minutes on 2 cores) is paid once; the build time
         reported is the one measured when the index was built."""
-        import seismic
-
         from importlib.metadata import version
+
+        import seismic
 
         self.mod = seismic
         self.version = version("pyseismic-lsr")

@@ -142,7 +142,9 @@ def test_waiting_queries_go_before_waiting_documents(tiny_bge_m3_encoder):
         await _entered(gated)
         docs = asyncio.ensure_future(batcher.encode(["d1", "d2"], is_query=False, outputs=("dense",)))
         await asyncio.sleep(0.01)
-        queries = [asyncio.ensure_future(batcher.encode([f"q{i}"], is_query=True, outputs=("dense",))) for i in range(3)]
+        queries = [
+            asyncio.ensure_future(batcher.encode([f"q{i}"], is_query=True, outputs=("dense",))) for i in range(3)
+        ]
         await asyncio.sleep(0.05)
         gated.gate.set()
         await asyncio.gather(first, docs, *queries)

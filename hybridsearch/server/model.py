@@ -68,7 +68,9 @@ class EmbeddingModel:
 
     def __init__(self, encoder: Encoder, *, name: str, max_input_tokens: int, max_request_tokens: int) -> None:
         if "dense" not in encoder.supported_outputs:
-            raise ConfigError(f"the embedding routes need an encoder with dense output; {encoder!r} has {list(encoder.supported_outputs)}")
+            raise ConfigError(
+                f"the embedding routes need an encoder with dense output; {encoder!r} has {list(encoder.supported_outputs)}"
+            )
         self.encoder = encoder
         self.name = name
         self.tokenizer = copy.deepcopy(find_tokenizer(encoder))  # not the encoder's: see the module docstring
@@ -95,13 +97,17 @@ class EmbeddingModel:
                 continue
             name = names[i] if names else f"input {i}"
             if not truncate:
-                raise bad_input(f"{name} has {n} tokens, over the {limit}-token limit; set truncate_inputs to true to truncate it")
+                raise bad_input(
+                    f"{name} has {n} tokens, over the {limit}-token limit; set truncate_inputs to true to truncate it"
+                )
             ids = self.tokenizer(out[i], add_special_tokens=False, truncation=False)["input_ids"][: limit - 2]
             out[i] = self.tokenizer.decode(ids)
             tokens[i] = min(self.count([out[i]])[0], limit)
         total = sum(tokens)
         if total > self.max_request_tokens:
-            raise bad_input(f"the request has {total} tokens, over the {self.max_request_tokens}-token limit per request")
+            raise bad_input(
+                f"the request has {total} tokens, over the {self.max_request_tokens}-token limit per request"
+            )
         return Fitted(out, tokens)
 
 
@@ -128,4 +134,3 @@ def score_contexts(query: Encoded, contexts: Encoded, *, mode: str, weights: tup
         parts.append(weights[2] * mv)
         used.append(weights[2])
     return (np.sum(parts, axis=0) / sum(used)).astype(np.float32)
-
