@@ -43,3 +43,22 @@ def test_serve_needs_an_index_or_an_encoder(monkeypatch):
         config_from_args(build_parser().parse_args(["serve"]))
     with pytest.raises(ConfigError, match="score-weights"):
         config_from_args(build_parser().parse_args(["serve", "--index", "x", "--score-weights", "a,b,c"]))
+
+
+def test_option_flags_have_environment_variables(monkeypatch):
+    monkeypatch.setenv("HYBRIDSEARCH_OPTION", "batch_size=4 device=cpu")
+    monkeypatch.setenv("HYBRIDSEARCH_RERANKER_OPTION", "time_budget=2 'combine=minmax(retrieval=0.3,rerank=0.7)'")
+    base = ["serve", "--index", "idx", "--encoder", "minilm", "--reranker", "scoring-api",
+            "--reranker-url", "http://127.0.0.1:9/ai/run"]  # fmt: skip
+    cfg = config_from_args(build_parser().parse_args(base))
+    assert cfg.encoder_options == {"batch_size": 4, "device": "cpu"}
+    assert cfg.reranker_options == {"time_budget": 2, "combine": "minmax(retrieval=0.3,rerank=0.7)"}
+    # flags win over the environment
+    cfg = config_from_args(build_parser().parse_args([*base, "-o", "batch_size=8", "--reranker-option", "concurrency=2"]))
+    assert cfg.encoder_options == {"batch_size": 8} and cfg.reranker_options == {"concurrency": 2}
+    # an option for a reranker that is not chosen is refused, from the environment too
+    with pytest.raises(ConfigError, match="without --reranker"):
+        config_from_args(build_parser().parse_args(["serve", "--index", "idx"]))
+    monkeypatch.setenv("HYBRIDSEARCH_OPTION", "no-equals-sign")
+    with pytest.raises(ConfigError, match="HYBRIDSEARCH_OPTION"):
+        config_from_args(build_parser().parse_args(base))

@@ -575,3 +575,26 @@ def test_segment_decoding_matches_per_term_reference() -> None:
         fast, slow = seg.to_csr(vocab), seg._to_csr_per_term(vocab)
         assert fast.shape == slow.shape and (fast != slow).nnz == 0
     assert (index._segments[0].to_csr(vocab) != m).nnz == 0
+
+
+@pytest.mark.skipif(not numba_available(), reason="the numba kernels are the optional 'fast' extra")
+def test_built_and_loaded_segments_share_one_compiled_kernel(tmp_path):
+    """A segment built in memory has the array types of a loaded (memory-mapped, read-only) one, so the first
+    search after an ingest does not compile the kernels a second time."""
+    from hybridsearch.index import _sparse_kernels
+
+    vocab = 200
+    docs = make_docs(3_000, vocab, seed=51, dense_terms=4)
+    q = make_queries(3, vocab, seed=52)
+    built = SparseIndex(vocab)
+    built.add(docs, np.arange(3_000))
+    built.save(tmp_path)
+    loaded = SparseIndex.load(tmp_path)
+    loaded.search(q, 5)
+    loaded.score(q, np.arange(5))
+    before = (len(_sparse_kernels.search_segment.signatures), len(_sparse_kernels.score_segment.signatures))
+    rows, scores = built.search(q, 5)
+    built.score(q, np.arange(5))
+    after = (len(_sparse_kernels.search_segment.signatures), len(_sparse_kernels.score_segment.signatures))
+    assert after == before
+    np.testing.assert_array_equal(rows, loaded.search(q, 5)[0])

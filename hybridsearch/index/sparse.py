@@ -20,9 +20,9 @@ Layout
     On the reference workload (1M bge-m3-like documents, 76 non-zeros each) that is about 7.5 bytes per
     non-zero; the search scratch adds a fixed 3.4 MiB per searching thread.
     Weights stay ``float32``, so scores are exact: a returned score is the float64 sum of the products
-    ``query_weight * doc_weight``, rounded once to float32. It does not depend on summation order, so every
-    path (numba, numpy, :meth:`~SparseIndex.score`) and every segment layout gives the same bits, and ties
-    are real ties (broken by row id).
+    ``query_weight * doc_weight`` added in the query's term order, rounded once to float32. Every path (numba,
+    numpy, :meth:`~SparseIndex.score`) and every segment layout adds in that same order, so they give the same
+    bits, and ties are real ties (broken by row id).
 
 Search (numba, the ``fast`` extra; see :mod:`hybridsearch.index._sparse_kernels`)
     A segment is swept in 65,536-document partitions. Sparse terms are scored term at a time; dense terms are
@@ -32,7 +32,9 @@ Search (numba, the ``fast`` extra; see :mod:`hybridsearch.index._sparse_kernels`
     segments. Without numba, an exact numpy term-at-a-time search gives the same results, more slowly.
 
 Approximate search
-    ``max_evaluations=m`` evaluates at most ``m`` candidates per query and segment. Candidates are evaluated
+    ``max_evaluations=m`` evaluates at most ``m`` candidates per query and segment once the top-k is full (the
+    ``k + 32`` best bounds evaluated to fill it count against the budget but are evaluated whatever it is, so
+    with a small ``m`` a query evaluates those and stops). Candidates are evaluated
     best bound first, so the budget drops the least promising ones; it bounds the slowest queries (those whose
     many frequent terms leave many candidates). ``approximate=a`` in ``(0, 1]`` evaluates a document only when
     ``a`` times its bound reaches the threshold. Both can miss true top-k documents; every returned score is
@@ -132,6 +134,13 @@ class _Segment:
     f_bmax: np.ndarray  # uint8 (nF, blocks) block maximum / f_scale, rounded up; 0 = no posting in the block
     f_scale: np.ndarray  # float32 (nF,)
     row_ids: np.ndarray  # int64 (n_docs,) row id of each local document, or (0,) when rows are contiguous
+
+    def __post_init__(self) -> None:
+        # Read-only like the memory maps of a loaded segment: numba compiles a kernel once per array type, and
+        # writable arrays are another type, so a segment built in memory (the first add after loading an index)
+        # would otherwise pay a second compilation, seconds long, in the middle of serving.
+        for name in _SEGMENT_ARRAYS:
+            getattr(self, name).flags.writeable = False
 
     @property
     def nnz(self) -> int:
@@ -685,7 +694,8 @@ class SparseIndex:
         - ``approximate`` in ``(0, 1]``: evaluate a candidate only when this fraction of its score bound
           reaches the top-k threshold;
         - ``max_evaluations`` (int >= 1): evaluate at most this many candidates per query and segment, best
-          bound first (candidates are evaluated in that order anyway, so this caps the slowest queries).
+          bound first (candidates are evaluated in that order anyway, so this caps the slowest queries); the
+          about ``k + 32`` evaluated to fill the top-k are evaluated whatever the budget.
 
         ``threads`` (>= 1): split a batch of queries over this many threads (the kernels release the GIL);
         results do not depend on it.

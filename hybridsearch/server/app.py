@@ -280,7 +280,10 @@ async def _startup(state: ServerState, encoder: Encoder | None, index_encoder: E
             state.store_batcher = state.batcher if same else _batcher(state, state.store.encoder)
         await _warm_up(state)
     except Exception as exc:  # keep serving /health and say why /ready fails (``serve`` stops the process instead)
-        logger.exception("server failed to load")
+        if isinstance(exc, HybridSearchError):  # a setting or a file to fix: the message says which
+            logger.error("server failed to load: %s: %s", type(exc).__name__, exc)
+        else:
+            logger.exception("server failed to load")
         state.load_error = f"{type(exc).__name__}: {exc}"
         state.load_exception = exc
         if state.on_load_error is not None:

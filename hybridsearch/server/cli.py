@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 from typing import Any
 
 from ..errors import ConfigError
@@ -81,6 +83,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             raise ConfigError(f"--score-weights must be three numbers like 0.4,0.2,0.4, got {args.score_weights!r}") from None
     for flag, key in (("option", "encoder_options"), ("reranker_option", "reranker_options")):
         options = _key_values(getattr(args, flag, None) or [], "--" + flag.replace("_", "-"))
+        env_name = "HYBRIDSEARCH_" + flag.upper()
+        if not options and os.environ.get(env_name, "").strip():  # the flags win over the environment
+            try:
+                pairs = shlex.split(os.environ[env_name])
+            except ValueError as exc:
+                raise ConfigError(f"{env_name}: {exc}; write it as 'key=value key2=value2'") from None
+            options = _key_values(pairs, env_name)
         if options:
             overrides[key] = options
     cfg = ServerConfig.from_env(**overrides)
