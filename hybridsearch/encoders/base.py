@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from ..errors import ConfigError, InputError
 from ..types import MODES, Encoded, EncoderInfo, Mode
@@ -12,6 +13,7 @@ from ..types import MODES, Encoded, EncoderInfo, Mode
 __all__ = ["EMPTY_POLICIES", "EmptyPolicy", "Encoder", "check_texts", "empty_indices", "is_empty_text", "resolve_outputs"]
 
 EmptyPolicy = Literal["keep", "skip", "error"]
+_LOCK_GUARD = threading.Lock()  # guards the lazy creation of per-encoder locks
 EMPTY_POLICIES: tuple[str, ...] = ("keep", "skip", "error")
 
 
@@ -104,6 +106,26 @@ class Encoder(abc.ABC):
     default_outputs: tuple[Mode, ...] = ()
     #: Whether the model gives empty texts an encoding (bge-m3 and MiniLM do; the Workers AI API rejects them).
     encodes_empty: bool = True
+    #: Whether :meth:`_encode` may run on several threads at once. Model encoders set it False: FlagEmbedding and
+    #: the Hugging Face tokenizer keep per-call state (query vs passage max length, padding, truncation), and
+    #: concurrent query and document calls on one instance were seen to return the other's truncation,
+    #: silently. Their calls are serialised by a lock per instance (the model itself uses all cores per call).
+    thread_safe: ClassVar[bool] = True
+
+    def _run(self, texts: list[str], *, is_query: bool, outputs: tuple[Mode, ...], show_progress: bool) -> Encoded:
+        if self.thread_safe:
+            return self._encode(texts, is_query=is_query, outputs=outputs, show_progress=show_progress)
+        lock = self.__dict__.get("_encode_lock")
+        if lock is None:
+            with _LOCK_GUARD:
+                lock = self.__dict__.setdefault("_encode_lock", threading.RLock())
+        with lock:
+            return self._encode(texts, is_query=is_query, outputs=outputs, show_progress=show_progress)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_encode_lock", None)  # a lock does not pickle (Ray ships encoders); a new one is made on use
+        return state
 
     @property
     @abc.abstractmethod
@@ -124,7 +146,7 @@ class Encoder(abc.ABC):
         queries before searching; the command line does the same (exit status 2).
         """
         outs = resolve_outputs(outputs, self.supported_outputs, self.default_outputs)
-        return self._encode(check_texts(texts, what="query"), is_query=True, outputs=outs, show_progress=show_progress)
+        return self._run(check_texts(texts, what="query"), is_query=True, outputs=outs, show_progress=show_progress)
 
     def encode_corpus(
         self,
@@ -162,7 +184,7 @@ class Encoder(abc.ABC):
                 f"{_count(len(blank), 'document')} empty or whitespace-only (indices {_preview(blank)}) and "
                 f"{self.info.name} cannot encode empty texts; skip them (empty='skip') or replace them"
             )
-        return self._encode(texts, is_query=False, outputs=outs, show_progress=show_progress)
+        return self._run(texts, is_query=False, outputs=outs, show_progress=show_progress)
 
     def __repr__(self) -> str:
         info = self.info

@@ -200,6 +200,7 @@ class BGEM3Encoder(Encoder):
     name = "bge-m3"
     supported_outputs: tuple[Mode, ...] = ("dense", "sparse", "multivector")
     default_outputs: tuple[Mode, ...] = ("dense", "sparse")
+    thread_safe = False  # see Encoder.thread_safe: one encode call at a time per instance
 
     def __init__(
         self,

@@ -74,6 +74,7 @@ class MiniLMEncoder(Encoder):
     name = "minilm"
     supported_outputs: tuple[Mode, ...] = ("dense",)
     default_outputs: tuple[Mode, ...] = ("dense",)
+    thread_safe = False  # see Encoder.thread_safe: one encode call at a time per instance
 
     def __init__(
         self,
