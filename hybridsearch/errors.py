@@ -40,6 +40,7 @@ Catch ``HybridSearchError`` to catch everything the library raises on purpose.
 from __future__ import annotations
 
 __all__ = [
+    "positive_int",
     "APIConnectionError",
     "APIResponseError",
     "APIStatusError",
@@ -241,3 +242,13 @@ class QueueTimeoutError(WorkersAIError):
     def __init__(self, message: str, *, request_id: str) -> None:
         super().__init__(message)
         self.request_id = request_id
+
+
+def positive_int(value: object, name: str) -> int:
+    """``value`` as an int when it is a positive integer (Python or numpy, not bool); InputError naming ``name``
+    otherwise."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)

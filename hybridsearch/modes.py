@@ -24,10 +24,16 @@ top-1000 of each and re-ranks by the summed score; "All" re-ranks by ``w1·s_den
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError, InputError
 
-__all__ = ["FIRST_STAGE", "MODE_ALIASES", "PAPER_MODES", "SEARCH_MODES", "check_mode", "index_search_args", "query_views"]
+if TYPE_CHECKING:
+    from .types import Encoded
+
+__all__ = [
+    "FIRST_STAGE", "MODE_ALIASES", "PAPER_MODES", "SEARCH_MODES", "check_mode", "index_search_args", "pick_mode", "query_views",
+]  # fmt: skip
 
 PAPER_MODES = ("dense", "sparse", "multivector", "dense+sparse", "all")
 """The retrieval modes of the bge-m3 paper, in its table order."""
@@ -55,6 +61,19 @@ def index_search_args(mode: str, rerank: bool | None = None) -> tuple[str, bool 
         return "hybrid", want
     return mode, rerank
 
+
+
+def pick_mode(held: Sequence[str], query: Encoded, mode: str | None) -> str:
+    """The index's internal mode for a search: ``mode`` itself (paper names allowed) or, when ``None``,
+    ``"hybrid"`` if the queries and an index holding the views ``held`` share more than one view, else the one
+    they share. An empty index (``held`` empty) is treated as holding the queries' views. Raises InputError when
+    they share none, ConfigError for an unknown mode name."""
+    if mode is not None:
+        return index_search_args(mode)[0]
+    shared = [m for m in held if getattr(query, m) is not None] if held else list(query.modes)
+    if not shared:
+        raise InputError(f"the queries hold {list(query.modes)} but the index holds {list(held)}: no view in common")
+    return "hybrid" if len(shared) > 1 else shared[0]
 
 def query_views(mode: str, index_views: Sequence[str]) -> tuple[str, ...]:
     """The query views ``mode`` needs against an index holding ``index_views`` (canonical order).

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._atomic import write_text_atomic
 from .encoders.base import Encoder, check_texts
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, positive_int
 from .fusion import DEFAULT_FUSION, Fusion, parse_fusion
 from .hits import Hits
 from .modes import FIRST_STAGE, check_mode, query_views
@@ -44,12 +44,6 @@ _VERSION = 1
 DEFAULT_CANDIDATES = 100
 """Rows each first stage proposes in fused and multi-vector modes (the paper uses 200 for multi-vector, 1000 for
 dense+sparse)."""
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class Retriever:
@@ -105,8 +99,8 @@ class Retriever:
         self.mode = None if mode is None else check_mode(mode)
         self.fusion = parse_fusion(fusion)
         self.reranker = reranker
-        self.candidates = _positive_int(candidates, "candidates")
-        self.rerank_depth = _positive_int(rerank_depth, "rerank_depth")
+        self.candidates = positive_int(candidates, "candidates")
+        self.rerank_depth = positive_int(rerank_depth, "rerank_depth")
 
     def __repr__(self) -> str:
         rr = "" if self.reranker is None else f", reranker={self.reranker!r}"
@@ -149,7 +143,7 @@ class Retriever:
 
     def _plan(self, queries: Any, k: Any, mode: str | None, fusion: Any, candidates: Any, rerank: bool) -> dict[str, Any]:
         texts = check_texts(queries)
-        k = _positive_int(k, "k")
+        k = positive_int(k, "k")
         m = self.resolve_mode(mode)
         views = self.query_views(m)
         use_reranker = bool(rerank) and self.reranker is not None
@@ -157,7 +151,7 @@ class Retriever:
         return {
             "texts": texts, "k": k, "mode": m, "views": views, "depth": depth, "rerank": use_reranker,
             "fusion": self.fusion if fusion is None else parse_fusion(fusion),
-            "candidates": max(self.candidates if candidates is None else _positive_int(candidates, "candidates"), depth),
+            "candidates": max(self.candidates if candidates is None else positive_int(candidates, "candidates"), depth),
         }  # fmt: skip
 
     def _search(self, plan: dict[str, Any], flt: Mapping[str, Any] | None, search_options: dict[str, Any]) -> Hits:
@@ -284,8 +278,8 @@ def write_retriever_config(
     body = {
         "format": _FORMAT, "version": _VERSION, "mode": None if mode is None else check_mode(mode),
         "fusion": None if fusion is None else str(parse_fusion(fusion)),
-        "candidates": None if candidates is None else _positive_int(candidates, "candidates"),
-        "rerank_depth": None if rerank_depth is None else _positive_int(rerank_depth, "rerank_depth"),
+        "candidates": None if candidates is None else positive_int(candidates, "candidates"),
+        "rerank_depth": None if rerank_depth is None else positive_int(rerank_depth, "rerank_depth"),
     }  # fmt: skip
     path = Path(directory) / RETRIEVER_FILE
     write_text_atomic(path, json.dumps(body, indent=2) + "\n")

@@ -29,8 +29,8 @@ from ..hits import Hits
 from ..index.docstore import StoredDocument
 from ..index.filters import parse_filter
 from ..index.multivector import maxsim as _maxsim
-from ..modes import index_search_args
-from ..scale.coordinator import coordinate, pick_mode, to_hits
+from ..modes import index_search_args, pick_mode
+from ..scale.coordinator import coordinate, to_hits
 from ..types import MODES, Encoded, EncoderInfo, MultiVectors
 
 __all__ = ["VectorDatabase", "doc_key"]

@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import DimensionMismatchError, InputError, UnknownIdError
+from ..errors import DimensionMismatchError, InputError, UnknownIdError, positive_int
 from ..fusion import DEFAULT_FUSION, Fusion, parse_fusion
 from ..hits import Hits
 from ..identity import check_views as check_view_identity
-from ..modes import FIRST_STAGE, SEARCH_MODES, index_search_args
+from ..modes import FIRST_STAGE, SEARCH_MODES, index_search_args, pick_mode
 from ..types import MODES, Encoded, EncoderInfo
 from .dense import DenseIndex
 from .docstore import DocStore, StoredDocument
@@ -49,12 +49,6 @@ _ID_PREVIEW = 5
 def preview(items: Sequence[Any]) -> str:
     shown = ", ".join(repr(x) for x in items[:_ID_PREVIEW])
     return shown + (f", ... ({len(items)} in all)" if len(items) > _ID_PREVIEW else "")
-
-
-def positive_int(value: Any, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _ranks_of(cand: np.ndarray, lists: np.ndarray) -> np.ndarray:
@@ -299,7 +293,7 @@ class Searcher:
         fz = parse_fusion(fusion)
         if mode is not None:
             mode, rerank = index_search_args(mode, rerank)
-        mode = self._pick_mode(query, mode)
+        mode = pick_mode(self._modes, query, mode)
         flt = None if filter is None else parse_filter(filter)
         nq = len(query)
         if not self._modes or nq == 0:
@@ -342,18 +336,6 @@ class Searcher:
             rows, scores, ranks, views = self._hybrid(query, first, use_mv, k, c, fz, allowed, knobs)
             record = {"stage": "retrieval", "mode": "all" if use_mv else "dense+sparse", "fusion": str(fz), "candidates": c}
         return self._hits(rows, scores, ranks, views, record)
-
-    def _pick_mode(self, query: Encoded, mode: str | None) -> str:
-        if mode is not None:
-            return mode
-        shared = [m for m in self._modes if getattr(query, m) is not None] if self._modes else list(query.modes)
-        if len(shared) > 1:
-            return "hybrid"
-        if not shared:
-            raise InputError(f"the queries hold {list(query.modes)} but the index holds {list(self._modes)}: no view in common")
-        if shared[0] == "multivector":
-            return "multivector"
-        return shared[0]
 
     @staticmethod
     def _rank_modes(mode: str, query: Encoded, rerank: bool | None) -> list[str]:

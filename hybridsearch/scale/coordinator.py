@@ -20,13 +20,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, positive_int
 from ..fusion import DEFAULT_FUSION, Fusion, parse_fusion
 from ..hits import Hits
 from ..identity import check_views
 from ..index.searcher import _ranks_of, _take, _top, _union, fuse_with_maxsim
-from ..index.searcher import positive_int as _positive_int
-from ..modes import index_search_args
+from ..modes import index_search_args, pick_mode
 from ..types import MODES, Encoded, EncoderInfo
 
 __all__ = ["CandidateSource", "coordinate", "merge_topk", "to_hits"]
@@ -54,17 +53,6 @@ def merge_topk(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.n
     return rows, sc
 
 
-def pick_mode(modes: tuple[str, ...], query: Encoded, mode: str | None) -> str:
-    """``mode`` (paper names allowed, see :mod:`hybridsearch.modes`) or, as HybridIndex does, ``"hybrid"`` when
-    query and index share more than one view."""
-    if mode is not None:
-        return index_search_args(mode)[0]
-    shared = [m for m in modes if getattr(query, m) is not None]
-    if not shared:
-        raise InputError(f"the queries hold {list(query.modes)} but the index holds {list(modes)}: no view in common")
-    return "hybrid" if len(shared) > 1 else shared[0]
-
-
 Result = tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]
 
 
@@ -79,8 +67,8 @@ def coordinate(
     :mod:`hybridsearch.identity`) raise IndexMismatchError."""
     if not isinstance(query, Encoded):
         raise InputError(f"query must be an Encoded (from an encoder's encode_queries), got {type(query).__name__}")
-    k = _positive_int(k, "k")
-    c = max(_positive_int(candidates, "candidates"), k)
+    k = positive_int(k, "k")
+    c = max(positive_int(candidates, "candidates"), k)
     fz = parse_fusion(fusion)
     if mode is not None:
         mode, rerank = index_search_args(mode, rerank)

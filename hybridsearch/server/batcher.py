@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..encoders.base import Encoder
+from ..errors import ConfigError
 from ..types import Encoded
 
 __all__ = ["MicroBatcher"]
@@ -56,7 +57,7 @@ class MicroBatcher:
         on_batch: Callable[[int, int], None] | None = None,
     ) -> None:
         if doc_chunk < 1:
-            raise ValueError(f"doc_chunk must be >= 1, got {doc_chunk!r}")
+            raise ConfigError(f"doc_chunk must be >= 1, got {doc_chunk!r}")
         self.encoder = encoder
         self.doc_chunk = doc_chunk
         self.max_texts = max_texts
